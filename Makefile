@@ -1,0 +1,35 @@
+# `make run` and `make test` do all set-up on a fresh machine: venv, torch, the project, lpips files.
+#
+# TORCH_SPEC chooses the torch build. The default is the CPU build (torch==2.13.0), so a machine
+# without an NVIDIA GPU never downloads gigabytes of CUDA libraries. GPU users, e.g.:
+#   make run TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.editgan-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup run test demo bench clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps lpips  # only its linear-head weight files are used (never imported)
+	touch $@
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/editgan demo
+
+demo: setup
+	$(VENV)/bin/editgan demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from editgan.bundle import Bundle, BundleError, ClassInfo, sanitize_name
+from editgan.generator import Generator
+from tests.conftest import tiny_config
+
+CLASSES = [ClassInfo("background", (0, 0, 0)), ClassInfo("skin", (255, 200, 160)), ClassInfo("eye", (0, 0, 255))]
+
+
+@pytest.fixture
+def saved(tmp_path, tiny_generator):
+    b = Bundle(name="tiny", generator=tiny_generator, classes=CLASSES, domain="test", provenance={"seed": 0})
+    return b.save(tmp_path / "bundle")
+
+
+def _edit_manifest(path, **changes):
+    m = json.loads((path / "model.json").read_text())
+    m.update(changes)
+    (path / "model.json").write_text(json.dumps(m))
+
+
+def test_round_trip_renders_identically(saved, tiny_generator):
+    b = Bundle.load(saved)
+    assert b.name == "tiny" and b.resolution == 32 and b.classes == CLASSES and b.palette[2] == (0, 0, 255)
+    ws = tiny_generator.mean_ws()
+    assert torch.equal(b.generator.synthesis(ws)[0], tiny_generator.synthesis(ws)[0])
+    m = json.loads((saved / "model.json").read_text())
+    assert m["format_version"] == 1 and m["num_ws"] == tiny_generator.num_ws and m["w_dim"] == 32
+    assert (saved / "presets").is_dir()
+
+
+def test_missing_generator_file(saved):
+    (saved / "generator.pt").unlink()
+    with pytest.raises(BundleError, match=r"generator\.pt: missing file"):
+        Bundle.load(saved)
+
+
+def test_missing_manifest_and_folder(tmp_path, saved):
+    with pytest.raises(BundleError, match="bundle folder not found"):
+        Bundle.load(tmp_path / "nope")
+    (saved / "model.json").unlink()
+    with pytest.raises(BundleError, match="missing manifest"):
+        Bundle.load(saved)
+
+
+def test_unknown_format_version(saved):
+    _edit_manifest(saved, format_version=99)
+    with pytest.raises(BundleError, match="unsupported format_version 99"):
+        Bundle.load(saved)
+
+
+def test_duplicate_class_colour(saved):
+    _edit_manifest(saved, classes=[{"name": "a", "color": [1, 2, 3]}, {"name": "b", "color": [1, 2, 3]}])
+    with pytest.raises(BundleError, match=r"classes 'a' and 'b' share the colour \[1, 2, 3\]"):
+        Bundle.load(saved)
+
+
+def test_bad_class_colour(saved):
+    _edit_manifest(saved, classes=[{"name": "a", "color": [1, 2, 300]}, {"name": "b", "color": [0, 0, 0]}])
+    with pytest.raises(BundleError, match=r"classes\[0\] \(a\) 'color'"):
+        Bundle.load(saved)
+
+
+def test_wrong_shape_names_file_and_key(saved):
+    state = torch.load(saved / "generator.pt", weights_only=True)
+    state["synthesis.b4.const"] = torch.zeros(3, 4, 4)
+    torch.save(state, saved / "generator.pt")
+    with pytest.raises(BundleError, match=r"generator\.pt: 'synthesis\.b4\.const' has shape \(3, 4, 4\)"):
+        Bundle.load(saved)
+
+
+def test_nan_weights_rejected(saved):
+    state = torch.load(saved / "generator.pt", weights_only=True)
+    state["mapping.fc0.bias"][0] = float("nan")
+    torch.save(state, saved / "generator.pt")
+    with pytest.raises(BundleError, match="NaN"):
+        Bundle.load(saved)
+
+
+def test_config_mismatch_detected(saved):
+    _edit_manifest(saved, resolution=64)
+    with pytest.raises(BundleError, match="field 'resolution' is 64"):
+        Bundle.load(saved)
+
+
+def test_pickled_object_in_checkpoint_refused(saved):
+    torch.save({"x": np.arange(3)}, saved / "generator.pt")  # a numpy array needs the full unpickler
+    with pytest.raises(BundleError, match="not a plain tensor checkpoint"):
+        Bundle.load(saved)
+
+
+def test_generator_from_different_config_rejected(saved):
+    other = Generator(tiny_config(64))
+    torch.save(other.state_dict(), saved / "generator.pt")
+    with pytest.raises(BundleError, match=r"generator\.pt: unexpected tensor"):
+        Bundle.load(saved)
+
+
+@pytest.mark.parametrize("raw,expected", [("Big Smile!", "big_smile"), ("smile", "smile"), ("a-b_c", "a-b_c")])
+def test_sanitize_name(raw, expected):
+    assert sanitize_name(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["../../etc/passwd", "..", "", "///", "\x00"])
+def test_sanitize_name_never_escapes(raw):
+    try:
+        name = sanitize_name(raw)
+    except BundleError:
+        return
+    assert "/" not in name and ".." not in name and name
