@@ -1,0 +1,1 @@
+"""Training: the GAN (+ encoder), the segmentation branch, presets; and the demo-bundle export."""
