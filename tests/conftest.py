@@ -5,6 +5,10 @@ import torch
 
 from editgan.generator import Generator, GeneratorConfig
 
+# One intra-op thread: the tests' models are tiny, and on a 2-core machine shared with server
+# subprocesses two OpenMP threads stall each other at barriers (measured 10-30x slower).
+torch.set_num_threads(1)
+
 TINY = dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=32)
 
 
