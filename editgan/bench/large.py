@@ -1,0 +1,157 @@
+"""Per-step cost of a segmentation edit at the large config of design.md §9.
+
+Random-weight generator with NVIDIA config-f widths (channel_base 32768, channel_max 512,
+512-d latents, 8 mapping layers), a 32-class segmenter ensemble (10 members, DatasetGAN widths)
+at min(R, 512)², an edit region of ≈ 18k px. Two cases:
+
+* ``projection`` — our segmenter: per-map projection, logits only in the region's box;
+* ``concat`` — the official way: upsample and concatenate every feature map, evaluate every
+  member on every pixel, then use the region (same maths, same loss).
+
+Each case runs in a fresh process (``python -m editgan.bench.large --case …`` prints one JSON
+object) so peak RSS (``ru_maxrss``) belongs to that case alone. The child caps its address space
+(``--max-gib``) so a case too big for the machine fails with an error instead of the OOM killer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..editing import EditObjective, EditSettings, optimize_latent
+from ..generator import Generator, GeneratorConfig
+from ..perceptual import make_perceptual_loss
+from ..segmenter import Segmenter, feature_layout
+
+CONFIG_F = dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512)
+CASES = ("projection", "concat")
+
+
+class ConcatSegmenter(nn.Module):
+    """Drop-in for :class:`Segmenter` in an edit that evaluates the official way, then crops to the box."""
+
+    def __init__(self, segmenter: Segmenter):
+        super().__init__()
+        self.segmenter = segmenter
+        self.resolution, self.num_classes = segmenter.resolution, segmenter.num_classes
+
+    def forward(self, features, box):
+        y0, y1, x0, x1 = box
+        return self.segmenter.forward_concat(features)[..., y0:y1, x0:x1]
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def concat_gib(resolution: int, seg_resolution: int | None = None) -> float:
+    """Size of the concatenated feature tensor the official segmenter builds (float32)."""
+    channels, _ = feature_layout(GeneratorConfig(resolution=resolution, **CONFIG_F))
+    s = seg_resolution or min(resolution, 512)
+    return sum(channels) * s * s * 4 / 2**30
+
+
+def measure(case: str, resolution: int = 512, classes: int = 32, members: int = 10, region_px: int = 18000,
+            steps: int = 3, seed: int = 0, widths: dict = CONFIG_F) -> dict:
+    """Run ``steps`` edit steps and report seconds per step (median after the first) and peak RSS.
+
+    ``widths``: generator config fields besides the resolution (tests pass tiny ones).
+    """
+    assert case in CASES, f"case must be one of {CASES}"
+    torch.manual_seed(seed)
+    g = Generator(GeneratorConfig(resolution=resolution, **widths)).eval().requires_grad_(False)
+    seg = Segmenter.for_generator(g, classes, members=members).eval().requires_grad_(False)
+    model = seg if case == "projection" else ConcatSegmenter(seg)
+    perceptual, status = make_perceptual_loss("cpu", "auto")
+    ws = g.mean_ws() + 0.5 * torch.randn(1, g.num_ws, g.w_dim)
+    with torch.no_grad():
+        recon, _ = g.synthesis(ws)
+    side = min(resolution, round(math.sqrt(region_px)))
+    lo = (resolution - side) // 2
+    region = np.zeros((resolution, resolution), bool)
+    region[lo:lo + side, lo:lo + side] = True
+    target = np.random.default_rng(seed).integers(0, classes, (resolution, resolution)).astype(np.uint8)
+    objective = EditObjective(g, model, perceptual, ws, recon, region, target, EditSettings())
+    rss_before = _peak_rss_gib()
+    stamps = [time.perf_counter()]
+    optimize_latent(objective, torch.zeros_like(ws), steps, EditSettings().lr,
+                    progress=lambda step, total, preview=None: stamps.append(time.perf_counter()))
+    step_seconds = np.diff(stamps).tolist()
+    return {"case": case, "resolution": resolution, "seg_resolution": seg.resolution, "classes": classes,
+            "members": members, "region_px": int(region.sum()), "steps": steps, "step_seconds": step_seconds,
+            "seconds_per_step": float(np.median(step_seconds[1:] or step_seconds)),
+            "peak_rss_gib": _peak_rss_gib(), "rss_before_edit_gib": rss_before,
+            "concat_tensor_gib": concat_gib(resolution, seg.resolution), "perceptual": status["kind"],
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def available_gib() -> float:
+    """MemAvailable from /proc/meminfo (inf where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("inf")
+
+
+def run_large(cases=CASES, resolutions=(512, 256), steps: int = 3, max_gib: float | None = None,
+              timeout: float = 3600, **kw) -> list[dict]:
+    """Each (resolution, case) in a fresh ``python -m editgan.bench.large`` process; failures are reported.
+
+    ``max_gib`` caps each child's address space (default: available memory − 1 GiB); ``kw`` go
+    to :func:`measure` (classes, members, region_px, seed).
+    """
+    results = []
+    for resolution in resolutions:
+        for case in cases:
+            cap = max_gib if max_gib is not None else max(available_gib() - 1, 1)
+            cmd = [sys.executable, "-m", "editgan.bench.large", "--case", case, "--resolution", str(resolution),
+                   "--steps", str(steps), "--max-gib", str(cap)] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
+            row = {"case": case, "resolution": resolution}
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+                lines = proc.stdout.strip().splitlines()
+                row = json.loads(lines[-1]) if lines else {**row, "error": f"exit {proc.returncode}: {proc.stderr[-500:]}"}
+            except subprocess.TimeoutExpired:
+                row["error"] = f"timed out after {timeout:.0f} s"
+            results.append(row)
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m editgan.bench.large", description=__doc__.split("\n\n")[0])
+    p.add_argument("--case", choices=CASES, required=True)
+    p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--classes", type=int, default=32)
+    p.add_argument("--members", type=int, default=10)
+    p.add_argument("--region-px", type=int, default=18000)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-gib", type=float, default=None, help="address-space cap of this process")
+    a = p.parse_args(argv)
+    if a.max_gib:
+        cap = int(a.max_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    try:
+        out = measure(a.case, a.resolution, a.classes, a.members, a.region_px, a.steps, a.seed)
+    except (MemoryError, RuntimeError) as e:  # torch reports a refused allocation as RuntimeError
+        out = {"case": a.case, "resolution": a.resolution, "error": f"{type(e).__name__}: {str(e)[:300]}",
+               "peak_rss_gib": _peak_rss_gib(), "concat_tensor_gib": concat_gib(a.resolution)}
+    print(json.dumps(out))
+    return 1 if "error" in out else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

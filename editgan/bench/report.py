@@ -1,0 +1,89 @@
+"""Benchmark results → JSON file and markdown tables (``docs/benchmarks.md``).
+
+``results`` is a dict with any of: ``"header"`` (free key → value facts such as bundle, device,
+perceptual loss), ``"tasks"`` (:func:`run_tasks`), ``"timings"`` (:func:`run_timings`),
+``"large"`` (:func:`run_large`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "∞" if math.isinf(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |" for row in rows]
+    return lines
+
+
+def tasks_table(tasks: dict) -> list[str]:
+    rows = []
+    for task, modes in tasks["summary"].items():
+        for mode, m in modes.items():
+            rows.append([task, mode, m["gain"], m["iou"], m["leak"], m["psnr_outside"], m["seconds"],
+                         f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else "")])
+    return _table(["task", "mode", "edit gain (dB)", "target IoU", "leak", "PSNR outside Q (dB)", "seconds", "n"], rows)
+
+
+def timings_table(timings: dict) -> list[str]:
+    cfg = timings["config"]
+    labels = {"embed": f"embed ({cfg['embed_steps']} steps)", "edit": f"edit ({cfg['edit_steps']} steps)",
+              "preset": "preset apply", "refine": f"preset + refine ({cfg['refine_steps']} steps)"}
+    rows = [[labels[k], timings[k]["median"], timings[k]["min"], len(timings[k]["runs"])]
+            for k in labels if k in timings]
+    return _table(["operation", "median s", "min s", "runs"], rows)
+
+
+def large_table(large: list[dict]) -> list[str]:
+    rows = []
+    for r in large:
+        if "error" in r:
+            rows.append([r["case"], r["resolution"], "–", "–", "–", f"failed: {r['error'][:80]}"])
+            continue
+        rows.append([r["case"], r["resolution"], r["seg_resolution"], r["seconds_per_step"], r["peak_rss_gib"],
+                     f"{r['classes']} classes, {r['members']} members, Q {r['region_px']} px, {r['threads']} threads, "
+                     f"perceptual {r['perceptual']}"])
+    return _table(["segmenter", "generator", "segmentation", "s / edit step", "peak RSS GiB", "notes"], rows)
+
+
+def to_markdown(results: dict, title: str = "EditGAN benchmarks") -> str:
+    """Markdown report with one section per part present in ``results``."""
+    out = [f"# {title}", ""]
+    for key, value in results.get("header", {}).items():
+        out.append(f"- **{key}**: {value}")
+    sections = [("tasks", "Edit quality on toy-portrait counterfactuals", tasks_table),
+                ("timings", "Timings", timings_table),
+                ("large", "Large config: one edit step (random weights, config-f widths)", large_table)]
+    for key, heading, fn in sections:
+        if results.get(key):
+            out += ["", f"## {heading}", ""] + fn(results[key])
+    return "\n".join(out) + "\n"
+
+
+def _json_safe(x):
+    """inf/NaN → None so the file is strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def write_results(results: dict, json_path: str | Path, markdown_path: str | Path | None = None) -> None:
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
+    if markdown_path is not None:
+        Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown_path).write_text(to_markdown(results))

@@ -1,0 +1,281 @@
+"""Editing by segmentation: the edit region Q, the conditional latent optimization, its metrics.
+
+Given W+ ``ws`` of an embedded image and edited labels, find ``delta`` such that
+G(ws + delta) (a) is segmented as the edited labels inside Q and (b) still looks like the
+reconstruction outside Q. Loss (EditGAN):
+
+    λ_rgb · (λ_lpips · perceptual + λ_mse · MSE)   outside Q, vs the reconstruction
+    + λ_ce · cross-entropy                          inside Q, vs the edited labels
+
+The same objective drives preset refinement (:mod:`editgan.presets`); the optimization loop
+(:func:`optimize_latent`, with progress and cancellation) also drives the embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .generator import Generator
+from .geometry import dilate
+from .imageio import to_uint8
+from .segmenter import Segmenter
+
+Progress = Callable[..., None]          # progress(step, total, preview=None)
+ShouldCancel = Callable[[], bool]
+PREVIEW_EVERY = 5
+PREVIEW_MAX_SIDE = 128
+LEAK_THRESHOLD = 8                      # uint8 levels, i.e. 8/255
+
+
+class Cancelled(Exception):
+    """``should_cancel()`` returned True; the computation stopped and nothing was changed."""
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """Loss weights and optimizer of a segmentation edit (EditGAN paper/code defaults)."""
+
+    lambda_rgb: float = 15.0
+    lambda_lpips: float = 10.0
+    lambda_mse: float = 5.0
+    lambda_ce: float = 1.0
+    lr: float = 0.02
+
+    def replace(self, **overrides) -> "EditSettings":
+        """Copy with overrides; unknown names, non-finite or negative values (lr ≤ 0) raise ValueError."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ValueError(f"unknown edit setting {key!r} (known: {sorted(known)})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0 or (key == "lr" and value == 0):
+                raise ValueError(f"{key} must be a finite number ≥ 0 (lr > 0), got {value!r}")
+        return dataclasses.replace(self, **{k: float(v) for k, v in overrides.items()})
+
+
+# ---- edit region and metrics (numpy in, numpy out) ------------------------------------------------
+def region_radius(resolution: int) -> int:
+    """Dilation of Q: 3 px at 512², scaled with resolution, at least 1 px."""
+    return max(1, round(3 * resolution / 512))
+
+
+def touched_classes(before: np.ndarray, after: np.ndarray) -> list[int]:
+    """Sorted class ids present on either side of a changed pixel."""
+    changed = before != after
+    return sorted(set(np.unique(before[changed]).tolist()) | set(np.unique(after[changed]).tolist()))
+
+
+def class_region(before: np.ndarray, after: np.ndarray, classes: list[int], radius: int) -> np.ndarray:
+    """Q: every pixel of ``classes`` before or after, dilated by ``radius`` (bool, same shape).
+
+    With ``classes = touched_classes(before, after)`` this contains every changed pixel.
+    """
+    assert before.shape == after.shape and before.ndim == 2
+    q = np.isin(before, classes) | np.isin(after, classes)
+    return dilate(q, radius).numpy()
+
+
+def edit_region(before: np.ndarray, after: np.ndarray, radius: int) -> np.ndarray:
+    """Q of a segmentation edit: changed pixels ∪ all pixels of the touched classes, dilated."""
+    return class_region(before, after, touched_classes(before, after), radius)
+
+
+def region_iou(pred: np.ndarray, target: np.ndarray, region: np.ndarray, classes: list[int]) -> float:
+    """Mean over ``classes`` of the IoU of predicted vs target masks inside ``region``.
+
+    A class absent from both inside the region (e.g. removed, and predicted removed) scores 1.
+    """
+    scores = []
+    for c in classes:
+        p, t = (pred == c) & region, (target == c) & region
+        union = np.count_nonzero(p | t)
+        scores.append(1.0 if union == 0 else np.count_nonzero(p & t) / union)
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def leak(result: np.ndarray, reconstruction: np.ndarray, region: np.ndarray) -> float:
+    """Share of pixels outside ``region`` where some channel changed by more than 8/255."""
+    outside = ~region
+    if not outside.any():
+        return 0.0
+    changed = (np.abs(result.astype(np.int16) - reconstruction.astype(np.int16)) > LEAK_THRESHOLD).any(-1)
+    return float(np.count_nonzero(changed & outside) / np.count_nonzero(outside))
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR in dB of uint8 images (optionally over ``mask`` pixels only); inf when identical."""
+    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    mse = d[mask].mean() if mask is not None else d.mean()
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+# ---- optimization ----------------------------------------------------------------------------
+def preview(img: torch.Tensor) -> np.ndarray:
+    """Small uint8 RGB (side ≤ 128) of a generator image ``[1, 3, R, R]``."""
+    if img.shape[-1] > PREVIEW_MAX_SIDE:
+        img = F.interpolate(img, size=(PREVIEW_MAX_SIDE, PREVIEW_MAX_SIDE), mode="area")
+    return to_uint8(img[0])
+
+
+@dataclass
+class OptimResult:
+    delta: torch.Tensor       # best delta [1, num_ws, w_dim]
+    best_step: int            # optimizer updates behind the best state (0: the initial one)
+    losses: list[float]       # total loss of states 0..steps
+
+
+def optimize_latent(objective: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], init: torch.Tensor,
+                    steps: int, lr: float, progress: Progress | None = None,
+                    should_cancel: ShouldCancel | None = None) -> OptimResult:
+    """Adam on a latent offset; keeps the state with the lowest loss.
+
+    ``objective(delta) -> (loss, image)`` is evaluated on states 0..steps (the last without
+    gradients). ``should_cancel`` is checked before each evaluation (→ :class:`Cancelled`);
+    ``progress(step, steps, preview)`` follows each update, with a preview every 5 steps.
+    """
+    assert steps >= 1
+    delta = init.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([delta], lr=lr)
+    best, best_step, losses = None, 0, []
+    for t in range(steps + 1):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        with torch.set_grad_enabled(t < steps):
+            loss, img = objective(delta)
+        losses.append(float(loss.detach()))
+        if best is None or losses[-1] < losses[best_step]:
+            best, best_step = delta.detach().clone(), t
+        if t == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress is not None:
+            show = (t + 1) % PREVIEW_EVERY == 0 or t + 1 == steps
+            progress(t + 1, steps, preview(img.detach()) if show else None)
+    return OptimResult(best, best_step, losses)
+
+
+def _to_grid(mask: np.ndarray, size: int) -> np.ndarray:
+    """Resize a bool mask to ``size``² keeping every touched cell (area > 0)."""
+    if mask.shape[0] == size:
+        return mask
+    x = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return (F.interpolate(x, size=(size, size), mode="area")[0, 0] > 0).numpy()
+
+
+def _labels_to_grid(labels: np.ndarray, size: int) -> np.ndarray:
+    idx = np.minimum(((np.arange(size) + 0.5) * labels.shape[0] / size).astype(np.int64), labels.shape[0] - 1)
+    return labels[idx[:, None], idx[None, :]]
+
+
+class EditObjective:
+    """The EditGAN loss of ``ws + delta``; everything that does not depend on delta is precomputed.
+
+    Args:
+        generator, segmenter, perceptual: frozen models (perceptual: ``(x, y) -> (N,)``).
+        ws: session latent ``[1, num_ws, w_dim]``.
+        reconstruction: G(ws) ``[1, 3, R, R]`` in [-1, 1], the appearance to keep outside Q.
+        region: Q, bool (R, R).
+        target: edited labels, int (R, R); only its values inside Q matter.
+        settings: loss weights.
+    """
+
+    def __init__(self, generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
+                 reconstruction: torch.Tensor, region: np.ndarray, target: np.ndarray, settings: EditSettings):
+        r, s = generator.resolution, segmenter.resolution
+        assert ws.shape == (1, generator.num_ws, generator.w_dim)
+        assert reconstruction.shape == (1, 3, r, r) and region.shape == target.shape == (r, r)
+        assert region.any(), "empty edit region"
+        self.generator, self.segmenter, self.perceptual, self.settings = generator, segmenter, perceptual, settings
+        self.ws, self.reconstruction = ws.detach(), reconstruction.detach()
+        device = ws.device
+        self.inside = torch.from_numpy(region).to(device)[None, None]
+        region_s, target_s = _to_grid(region, s), _labels_to_grid(target, s)
+        ys, xs = np.nonzero(region_s.any(1))[0], np.nonzero(region_s.any(0))[0]
+        self.box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
+        y0, y1, x0, x1 = self.box
+        ce_mask = torch.from_numpy(region_s[y0:y1, x0:x1]).to(device).float()
+        self.ce_weight = ce_mask / ce_mask.sum()  # mean over Q pixels as a weighted sum (no boolean gather)
+        self.ce_target = torch.from_numpy(target_s[y0:y1, x0:x1].astype(np.int64)).to(device)
+
+    def terms(self, delta: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Loss terms ({rgb, ce, total}) and the image of ``ws + delta``."""
+        st = self.settings
+        img, features = self.generator.synthesis(self.ws + delta)
+        kept = torch.where(self.inside, self.reconstruction, img)  # Q pixels carry no RGB loss
+        rgb = st.lambda_lpips * self.perceptual(kept, self.reconstruction).mean() \
+            + st.lambda_mse * (kept - self.reconstruction).pow(2).mean()
+        logits = self.segmenter(features, self.box)                # [members, 1, C, h, w]
+        m = logits.shape[0]
+        ce = F.cross_entropy(logits.flatten(0, 1), self.ce_target.expand(m, -1, -1), reduction="none")
+        ce = (ce * self.ce_weight).sum() / m
+        return dict(rgb=rgb, ce=ce, total=st.lambda_rgb * rgb + st.lambda_ce * ce), img
+
+    def __call__(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        terms, img = self.terms(delta)
+        return terms["total"], img
+
+
+@dataclass
+class EditOutcome:
+    """A finished edit at model resolution (numpy arrays except the latents)."""
+
+    ws: torch.Tensor          # [1, num_ws, w_dim] = session ws + delta
+    delta: torch.Tensor       # [1, num_ws, w_dim]
+    image: np.ndarray         # uint8 (R, R, 3)
+    labels: np.ndarray        # uint8 (R, R), the segmentation of the result
+    region: np.ndarray        # bool (R, R), Q
+    classes: list[int]        # class ids the edit targets
+    metrics: dict
+
+
+@torch.no_grad()
+def render(generator: Generator, segmenter: Segmenter | None, ws: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
+    """G(ws) ``[1,3,R,R]`` and its labels uint8 (R, R) (nearest-resized from the segmenter grid)."""
+    img, features = generator.synthesis(ws)
+    if segmenter is None:
+        return img, None
+    labels = segmenter.predict(features)[0].to(torch.uint8).cpu().numpy()
+    return img, _labels_to_grid(labels, generator.resolution)
+
+
+def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
+                      reconstruction: np.ndarray, before: np.ndarray, target: np.ndarray, *,
+                      classes: list[int] | None = None, init_delta: torch.Tensor | None = None, steps: int = 30,
+                      settings: EditSettings = EditSettings(), progress: Progress | None = None,
+                      should_cancel: ShouldCancel | None = None) -> EditOutcome:
+    """Optimize ``delta`` so G(ws + delta) matches ``target`` labels inside Q and the reconstruction outside.
+
+    Args:
+        ws: session latent ``[1, num_ws, w_dim]``.
+        reconstruction: uint8 (R, R, 3), G(ws) as the user saw it (the leak reference).
+        before: uint8 (R, R) labels of the reconstruction.
+        target: uint8 (R, R) edited labels.
+        classes: the classes defining Q (default: those touched by ``before`` → ``target``).
+        init_delta: starting offset (a preset's δ when refining); default zeros.
+        steps, settings, progress, should_cancel: see :func:`optimize_latent` / :class:`EditSettings`.
+    """
+    t0 = time.perf_counter()
+    r = generator.resolution
+    assert reconstruction.shape == (r, r, 3) and before.shape == target.shape == (r, r)
+    classes = touched_classes(before, target) if classes is None else sorted(classes)
+    region = class_region(before, target, classes, region_radius(r))
+    recon = render(generator, None, ws)[0]  # float G(ws): no uint8 rounding in the reference
+    objective = EditObjective(generator, segmenter, perceptual, ws, recon, region, target, settings)
+    init = torch.zeros_like(ws) if init_delta is None else init_delta.to(ws)
+    opt = optimize_latent(objective, init, steps, settings.lr, progress, should_cancel)
+    new_ws = ws.detach() + opt.delta
+    img, labels = render(generator, segmenter, new_ws)
+    image = to_uint8(img[0])
+    metrics = dict(iou=region_iou(labels, target, region, classes), leak=leak(image, reconstruction, region),
+                   steps=steps, best_step=opt.best_step, seconds=time.perf_counter() - t0)
+    return EditOutcome(new_ws, opt.delta, image, labels, region, classes, metrics)

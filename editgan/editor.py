@@ -1,0 +1,243 @@
+"""The engine's door (docs/engine-api.md): embed an image, edit it by segmentation, apply presets.
+
+Everything here speaks numpy uint8 at the *source* size; the model resolution, geometry and
+tensors stay inside. Long calls take ``progress(step, total, preview=None)`` and
+``should_cancel()``; a cancelled call raises :class:`Cancelled` and changes nothing.
+Without a segmenter in the bundle, :meth:`Editor.embed` still works (labels are None) and
+:meth:`Editor.edit` / :meth:`Editor.apply_presets` raise ``EditorError("no_segmenter")``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import presets as presets_lib
+from .bundle import Bundle, BundleError, sanitize_name
+from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit
+from .embedding import embed as embed_image
+from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
+from .perceptual import make_perceptual_loss
+
+__all__ = ["Editor", "Session", "EditResult", "PresetInfo", "Cancelled", "EditorError"]
+
+MIN_SIDE = 8
+
+
+class EditorError(Exception):
+    """A request the engine refuses; ``code`` is stable (see docs/engine-api.md), ``message`` is for humans."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+@dataclass
+class PresetInfo:
+    name: str
+    classes: list[str]
+    default_strength: float
+    created: str
+    source: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "classes": list(self.classes), "default_strength": self.default_strength,
+                "created": self.created, "source": self.source}
+
+
+@dataclass
+class EditResult:
+    """An edit (or preset application) blended into the source; see docs/engine-api.md."""
+
+    image: np.ndarray           # uint8 (H, W, 3): source + edit inside the feathered region, identical elsewhere
+    box: tuple[int, int, int, int]  # (x, y, w, h) of pixels differing from the source; w = h = 0 if none
+    model_image: np.ndarray     # uint8 (R, R, 3)
+    labels: np.ndarray          # uint8 (R, R), segmentation of the result
+    region: np.ndarray          # bool (H, W), Q at source size
+    delta: np.ndarray           # float32 (num_ws, w_dim), offset from the session latent
+    classes: list[int]          # sorted class ids the edit targets
+    metrics: dict               # iou, leak, steps, best_step, seconds
+
+
+@dataclass
+class Session:
+    """An embedded image. ``labels`` / ``source_labels`` are None when the bundle has no segmenter."""
+
+    source: np.ndarray          # uint8 (H, W, 3)
+    ws: torch.Tensor            # (1, num_ws, w_dim)
+    reconstruction: np.ndarray  # uint8 (R, R, 3)
+    labels: np.ndarray | None   # uint8 (R, R)
+    source_labels: np.ndarray | None  # uint8 (H, W)
+    geometry: Geometry
+    psnr: float
+    last_result: EditResult | None = None
+
+
+def _check_steps(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise EditorError("invalid_argument", f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise EditorError("invalid_image", f"expected a uint8 (H, W, 3) array, got {desc}")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise EditorError("invalid_image", f"image sides must be ≥ {MIN_SIDE}, got {image.shape[1]}×{image.shape[0]}")
+
+
+class Editor:
+    """EditGAN on one bundle.
+
+    Args:
+        bundle: the model; its networks are moved to ``device`` and frozen (no parameter gradients).
+        device: torch device for all computation.
+        perceptual: ``"auto"`` (LPIPS when its weights exist, else the documented fallback),
+            ``"lpips"`` or ``"fallback"`` (see :func:`editgan.perceptual.make_perceptual_loss`).
+    """
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", perceptual: str = "auto"):
+        self.bundle, self.device = bundle, torch.device(device)
+        self.generator = bundle.generator.to(self.device).eval().requires_grad_(False)
+        self.segmenter = bundle.segmenter
+        self.encoder = bundle.encoder
+        for module in (self.segmenter, self.encoder):
+            if module is not None:
+                module.to(self.device).eval().requires_grad_(False)
+        self.perceptual, self.perceptual_status = make_perceptual_loss(self.device, perceptual)
+        self.class_names = [c.name for c in bundle.classes]
+        if self.segmenter is not None and self.segmenter.num_classes != len(self.class_names):
+            raise EditorError("invalid_argument", f"segmenter predicts {self.segmenter.num_classes} classes, "
+                                                  f"the bundle lists {len(self.class_names)}")
+
+    # ---- metadata -----------------------------------------------------------------------------
+    def info(self) -> dict:
+        g = self.generator
+        return {"name": self.bundle.name, "domain": self.bundle.domain, "resolution": g.resolution,
+                "num_ws": g.num_ws, "w_dim": g.w_dim,
+                "classes": [{"name": c.name, "color": list(c.color)} for c in self.bundle.classes],
+                "presets": [p.to_dict() for p in self.list_presets()], "device": str(self.device),
+                "perceptual": {"kind": self.perceptual_status["kind"], "detail": self.perceptual_status["detail"]},
+                "segmenter": self.segmenter is not None, "encoder": self.encoder is not None}
+
+    # ---- embedding ----------------------------------------------------------------------------
+    def embed(self, image: np.ndarray, *, steps: int = 100, progress: Progress | None = None,
+              should_cancel: ShouldCancel | None = None) -> Session:
+        _check_image(image)
+        steps = _check_steps(steps, "steps")
+        model_image, geo = fit(image, self.generator.resolution)
+        e = embed_image(self.generator, model_image, perceptual=self.perceptual, encoder=self.encoder,
+                        segmenter=self.segmenter, steps=steps, progress=progress, should_cancel=should_cancel)
+        source_labels = None if e.labels is None else to_source(e.labels, geo)
+        return Session(image.copy(), e.ws.detach(), e.image, e.labels, source_labels, geo, e.psnr)
+
+    # ---- editing ------------------------------------------------------------------------------
+    def _require_segmenter(self) -> None:
+        if self.segmenter is None:
+            raise EditorError("no_segmenter", f"bundle {self.bundle.name!r} has no segmenter; train one first")
+
+    def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, progress: Progress | None = None,
+             should_cancel: ShouldCancel | None = None, **loss_overrides) -> EditResult:
+        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr."""
+        self._require_segmenter()
+        steps = _check_steps(steps, "steps")
+        h, w = session.source.shape[:2]
+        if not isinstance(labels, np.ndarray) or labels.dtype != np.uint8 or labels.shape != (h, w):
+            desc = f"{labels.dtype} {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
+            raise EditorError("invalid_argument", f"labels must be uint8 ({h}, {w}) like the source, got {desc}")
+        if labels.size and int(labels.max()) >= len(self.class_names):
+            raise EditorError("unknown_class", f"class id {int(labels.max())} ≥ {len(self.class_names)} classes")
+        try:
+            settings = EditSettings().replace(**loss_overrides)
+        except ValueError as e:
+            raise EditorError("invalid_argument", str(e)) from None
+        if np.array_equal(labels, session.source_labels):
+            raise EditorError("no_change", "the labels equal the session's segmentation")
+        target = edit_to_model(labels, session.source_labels, session.labels, session.geometry)
+        if np.array_equal(target, session.labels):
+            raise EditorError("no_change", "the painted change is too small to show at the model resolution "
+                                           f"({self.generator.resolution}²)")
+        outcome = segmentation_edit(self.generator, self.segmenter, self.perceptual, session.ws,
+                                    session.reconstruction, session.labels, target, steps=steps, settings=settings,
+                                    progress=progress, should_cancel=should_cancel)
+        return self._finish(session, outcome)
+
+    def apply_presets(self, session: Session, items, *, refine_steps: int = 0, progress: Progress | None = None,
+                      should_cancel: ShouldCancel | None = None) -> EditResult:
+        """Apply Σ strength·δ of ``items`` = [(name, strength), …], then optionally refine (10/30 steps)."""
+        self._require_segmenter()
+        refine_steps = _check_steps(refine_steps, "refine_steps", minimum=0)
+        if not isinstance(items, (list, tuple)) or not items:
+            raise EditorError("invalid_argument", "give at least one (name, strength) pair")
+        deltas, class_ids = [], set()
+        for item in items:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise EditorError("invalid_argument", f"expected (name, strength), got {item!r}")
+            name, strength = item
+            if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+                raise EditorError("invalid_argument", f"strength of {name!r} must be a finite number, got {strength!r}")
+            preset = self._load(name)
+            unknown = [c for c in preset.classes if c not in self.class_names]
+            if unknown:
+                raise EditorError("unknown_class", f"preset {name!r} edits classes this model lacks: {unknown}")
+            class_ids |= {self.class_names.index(c) for c in preset.classes}
+            deltas.append((preset.delta, float(strength)))
+        outcome = presets_lib.apply_vector(self.generator, self.segmenter, self.perceptual, session.ws,
+                                           session.reconstruction, session.labels, presets_lib.compose(deltas),
+                                           sorted(class_ids), refine_steps=refine_steps, progress=progress,
+                                           should_cancel=should_cancel)
+        return self._finish(session, outcome)
+
+    def _finish(self, session: Session, outcome: EditOutcome) -> EditResult:
+        image, region, box = blend_back(session.source, session.geometry, outcome.image, session.reconstruction,
+                                        outcome.region)
+        result = EditResult(image, box, outcome.image, outcome.labels, region,
+                            outcome.delta[0].detach().cpu().numpy().astype(np.float32), outcome.classes,
+                            outcome.metrics)
+        session.last_result = result
+        return result
+
+    # ---- presets ------------------------------------------------------------------------------
+    def _presets_dir(self):
+        if self.bundle.presets_dir is None:
+            raise EditorError("invalid_argument", "this bundle was not loaded from a folder; it cannot store presets")
+        return self.bundle.presets_dir
+
+    def _load(self, name) -> presets_lib.Preset:
+        try:
+            return presets_lib.load_preset(self._presets_dir(), name, (self.generator.num_ws, self.generator.w_dim))
+        except presets_lib.PresetError as e:
+            raise EditorError("unknown_preset", str(e)) from None
+
+    def save_preset(self, name: str, result: EditResult, *, default_strength: float = 1.0) -> PresetInfo:
+        """Store ``result.delta`` as preset ``sanitize_name(name)`` (overwrites one of the same name)."""
+        try:
+            stem = sanitize_name(name)
+        except BundleError as e:
+            raise EditorError("invalid_argument", str(e)) from None
+        if not isinstance(result, EditResult):
+            raise EditorError("invalid_argument", "result must be an EditResult (e.g. session.last_result)")
+        if result.delta.shape != (self.generator.num_ws, self.generator.w_dim):
+            raise EditorError("invalid_argument", f"delta shape {result.delta.shape} does not fit this model")
+        if isinstance(default_strength, bool) or not isinstance(default_strength, (int, float)) \
+                or not math.isfinite(default_strength):
+            raise EditorError("invalid_argument", f"default_strength must be finite, got {default_strength!r}")
+        m = result.metrics
+        preset = presets_lib.Preset(stem, result.delta, [self.class_names[c] for c in result.classes],
+                                    float(default_strength),
+                                    source=f"{m.get('steps')}-step edit (best step {m.get('best_step')})")
+        presets_lib.save_preset(self._presets_dir(), preset)
+        return PresetInfo(**preset.metadata())
+
+    def delete_preset(self, name: str) -> None:
+        try:
+            presets_lib.delete_preset(self._presets_dir(), name)
+        except presets_lib.PresetError as e:
+            raise EditorError("unknown_preset", str(e)) from None
+
+    def list_presets(self) -> list[PresetInfo]:
+        return [PresetInfo(**m) for m in presets_lib.list_presets(self.bundle.presets_dir)]

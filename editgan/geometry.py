@@ -1,0 +1,186 @@
+"""Between the user's image (any size/aspect) and the model's square resolution R.
+
+In: center-pad to a square (edge replication, so no artificial border reaches the model), resize
+(bicubic, antialiased) to R. Out: resize the *difference* (result − reconstruction) back, crop,
+add it to the ORIGINAL source only inside a feathered edit region, so every pixel outside it is
+bit-identical to the input. Labels go model→source by nearest neighbour and source→model by an
+area-weighted majority vote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Box = tuple[int, int, int, int]  # (x, y, w, h); w = h = 0 when empty
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a (height × width) source sits in the model frame.
+
+    Attributes:
+        height, width: source size.
+        side: side of the padded square (max of height, width).
+        top, left: offset of the source inside the padded square.
+        resolution: model resolution R the square is resized to.
+    """
+
+    height: int
+    width: int
+    side: int
+    top: int
+    left: int
+    resolution: int
+
+    @classmethod
+    def for_image(cls, height: int, width: int, resolution: int) -> "Geometry":
+        side = max(height, width)
+        return cls(height, width, side, (side - height) // 2, (side - width) // 2, resolution)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resize_matrix(in_size: int, out_size: int) -> torch.Tensor:
+    """(out × in) matrix of 1-D bicubic resizing (antialiased when shrinking), as F.interpolate does it."""
+    eye = torch.eye(in_size)[None, None]  # resizing only the rows of the identity gives A @ I = A
+    out = F.interpolate(eye, size=(out_size, in_size), mode="bicubic", align_corners=False, antialias=out_size < in_size)
+    return out[0, 0]
+
+
+def _nearest_index(out_size: int, in_size: int) -> np.ndarray:
+    return np.minimum(((np.arange(out_size) + 0.5) * (in_size / out_size)).astype(np.int64), in_size - 1)
+
+
+def _to_square(array: np.ndarray, geo: Geometry) -> np.ndarray:
+    pad = [(geo.top, geo.side - geo.height - geo.top), (geo.left, geo.side - geo.width - geo.left)]
+    return np.pad(array, pad + [(0, 0)] * (array.ndim - 2), mode="edge")
+
+
+def fit(image: np.ndarray, resolution: int) -> tuple[np.ndarray, Geometry]:
+    """uint8 (H, W, 3) → (uint8 (R, R, 3) model input, Geometry)."""
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, f"bad image {image.dtype} {image.shape}"
+    geo = Geometry.for_image(image.shape[0], image.shape[1], resolution)
+    square = _to_square(image, geo)
+    if geo.side == resolution:
+        return square, geo
+    x = torch.from_numpy(square).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(resolution, resolution), mode="bicubic", align_corners=False,
+                      antialias=resolution < geo.side)
+    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(), geo
+
+
+def to_source(array: np.ndarray, geo: Geometry) -> np.ndarray:
+    """Nearest-neighbour map of a model-grid (R, R[, …]) array to the source grid (H, W[, …])."""
+    assert array.shape[:2] == (geo.resolution, geo.resolution), f"expected {geo.resolution}² grid, got {array.shape}"
+    rows = _nearest_index(geo.side, geo.resolution)[geo.top:geo.top + geo.height]
+    cols = _nearest_index(geo.side, geo.resolution)[geo.left:geo.left + geo.width]
+    return array[rows[:, None], cols[None, :]]
+
+
+def _area(mask: np.ndarray, geo: Geometry) -> torch.Tensor:
+    """Share of each model pixel's footprint covered by a source-grid boolean mask, (R, R)."""
+    x = torch.from_numpy(_to_square(mask, geo).astype(np.float32))[None, None]
+    return F.interpolate(x, size=(geo.resolution, geo.resolution), mode="area")[0, 0]
+
+
+def edit_to_model(labels: np.ndarray, source_labels: np.ndarray, model_labels: np.ndarray, geo: Geometry) -> np.ndarray:
+    """The user's edited source-size labels → model-grid target labels.
+
+    A model pixel takes an edited label when at least half of its footprint was repainted; its
+    label is then the class covering most of the repainted part. Elsewhere it keeps
+    ``model_labels``, so unchanged strokes never alter the target through resampling.
+    """
+    assert labels.shape == source_labels.shape == (geo.height, geo.width)
+    changed = labels != source_labels
+    target = model_labels.copy()
+    if not changed.any():
+        return target
+    best = torch.zeros(geo.resolution, geo.resolution)
+    winner = torch.zeros(geo.resolution, geo.resolution, dtype=torch.long)
+    for c in np.unique(labels[changed]):
+        score = _area(changed & (labels == c), geo)
+        winner = torch.where(score > best, int(c), winner)
+        best = torch.maximum(best, score)
+    take = (_area(changed, geo) >= 0.5).numpy()
+    target[take] = winner.numpy()[take].astype(target.dtype)
+    return target
+
+
+def dilate(mask: np.ndarray | torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation by a (2·radius+1)² square (separable max-pools); returns a bool tensor."""
+    x = torch.as_tensor(mask).float()[None, None]
+    if radius > 0:
+        k = 2 * radius + 1
+        x = F.max_pool2d(x, (1, k), stride=1, padding=(0, radius))
+        x = F.max_pool2d(x, (k, 1), stride=1, padding=(radius, 0))
+    return x[0, 0] > 0.5
+
+
+def feather(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Soft alpha: 1 on ``mask``, falling to 0 within 2·radius px (dilate by radius, box-blur by radius)."""
+    alpha = np.zeros(mask.shape, np.float32)
+    if not mask.any():
+        return alpha
+    ys, xs = np.nonzero(mask)
+    m = 2 * radius + 1
+    y0, y1 = max(ys.min() - m, 0), min(ys.max() + m + 1, mask.shape[0])
+    x0, x1 = max(xs.min() - m, 0), min(xs.max() + m + 1, mask.shape[1])
+    x = dilate(mask[y0:y1, x0:x1], radius).float()[None, None]
+    if radius > 0:
+        k = 2 * radius + 1
+        x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, radius), count_include_pad=False)
+        x = F.avg_pool2d(x, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    alpha[y0:y1, x0:x1] = x[0, 0].numpy()
+    return alpha
+
+
+def changed_box(a: np.ndarray, b: np.ndarray) -> Box:
+    """Bounding box (x, y, w, h) of pixels where two images differ; (0, 0, 0, 0) when identical."""
+    diff = (a != b).reshape(a.shape[0], a.shape[1], -1).any(-1)
+    if not diff.any():
+        return (0, 0, 0, 0)
+    ys, xs = np.nonzero(diff.any(1))[0], np.nonzero(diff.any(0))[0]
+    return (int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1))
+
+
+def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruction: np.ndarray,
+               region: np.ndarray, feather_px: int | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+    """Composite a model-resolution edit into the full-resolution source.
+
+    Args:
+        source: uint8 (H, W, 3), the original image.
+        geo: its geometry.
+        result, reconstruction: (R, R, 3) model images after/before the edit (uint8 or float 0..255).
+        region: bool (R, R), the edit region Q.
+        feather_px: feather radius at source size; default ≈ one model pixel (``side / R``), ≥ 1.
+
+    Returns (image uint8 (H, W, 3), region at source size bool (H, W), changed box (x, y, w, h)).
+    Pixels farther than 2·feather_px from the region are bit-identical to ``source``.
+    """
+    r = geo.resolution
+    assert source.shape == (geo.height, geo.width, 3) and source.dtype == np.uint8
+    assert result.shape == reconstruction.shape == (r, r, 3) and region.shape == (r, r)
+    region_src = to_source(region.astype(bool), geo)
+    radius = max(1, round(geo.side / r)) if feather_px is None else int(feather_px)
+    alpha = feather(region_src, radius)
+    out = source.copy()
+    ys, xs = np.nonzero(alpha.any(1))[0], np.nonzero(alpha.any(0))[0]
+    if len(ys) == 0:
+        return out, region_src, (0, 0, 0, 0)
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    # resize the difference only over the rows/columns the alpha touches: separable matrices
+    a = resize_matrix(r, geo.side)
+    ay, ax = a[geo.top + y0:geo.top + y1], a[geo.left + x0:geo.left + x1]
+    diff = torch.from_numpy(result.astype(np.float32) - reconstruction.astype(np.float32))
+    diff = torch.einsum("yh,hwc,xw->yxc", ay, diff, ax).numpy()
+    a_crop = alpha[y0:y1, x0:x1, None]
+    src = source[y0:y1, x0:x1]
+    blended = np.clip(np.round(src.astype(np.float32) + a_crop * diff), 0, 255).astype(np.uint8)
+    out[y0:y1, x0:x1] = np.where(a_crop > 0, blended, src)
+    return out, region_src, changed_box(out, source)

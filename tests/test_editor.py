@@ -1,0 +1,227 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from editgan.bundle import Bundle, ClassInfo
+from editgan.editor import Cancelled, Editor, EditorError, EditResult, PresetInfo, Session
+from editgan.generator import Generator
+from editgan.geometry import feather
+from editgan.imageio import to_uint8
+from tests.conftest import tiny_config
+from tests.test_editing import NUM_CLASSES, tiny_models
+
+CLASSES = [ClassInfo(n, c) for n, c in
+           zip(["background", "skin", "lips", "eye"], [(0, 0, 0), (200, 150, 120), (200, 0, 0), (0, 0, 200)])]
+assert len(CLASSES) == NUM_CLASSES
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    g, seg, _ = tiny_models()
+    return Bundle(name="tiny", generator=g, classes=CLASSES, components={"segmenter": seg}).save(
+        tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def editor(bundle_path):
+    return Editor(Bundle.load(bundle_path), perceptual="fallback")
+
+
+@pytest.fixture(scope="module")
+def source(editor):
+    """A 48×40 (non-square) render of the model itself, so the embedding is easy."""
+    g = editor.generator
+    with torch.no_grad():
+        img, _ = g.synthesis(g.mean_ws() + 0.4 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(7)))
+    return np.asarray(Image.fromarray(to_uint8(img[0])).resize((40, 48), Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def session(editor, source):
+    return editor.embed(source, steps=8)
+
+
+def _painted(session):
+    """The session's labels with a block repainted to a class not dominant there."""
+    labels = session.source_labels.copy()
+    block = labels[14:26, 12:28]
+    block[...] = (int(np.bincount(block.ravel()).argmax()) + 1) % NUM_CLASSES
+    return labels
+
+
+def test_info(editor):
+    info = editor.info()
+    assert info["name"] == "tiny" and info["resolution"] == 32 and info["num_ws"] == editor.generator.num_ws
+    assert info["classes"][2] == {"name": "lips", "color": [200, 0, 0]}
+    assert info["perceptual"]["kind"] == "ms-ssim-fallback" and info["device"] == "cpu"
+    assert info["presets"] == [] and info["segmenter"] is True and info["encoder"] is False
+
+
+def test_embed_session(session, source):
+    assert isinstance(session, Session)
+    assert np.array_equal(session.source, source) and session.ws.shape[0] == 1
+    assert session.reconstruction.shape == (32, 32, 3) and session.labels.shape == (32, 32)
+    assert session.source_labels.shape == (48, 40) and session.source_labels.dtype == np.uint8
+    assert session.geometry.side == 48 and session.geometry.left == 4 and session.psnr > 10
+    assert session.last_result is None
+
+
+@pytest.mark.parametrize("image", [np.zeros((32, 32, 3), np.float32), np.zeros((32, 32), np.uint8),
+                                   np.zeros((7, 32, 3), np.uint8), np.zeros((32, 32, 4), np.uint8), "img"])
+def test_embed_rejects_bad_images(editor, image):
+    with pytest.raises(EditorError) as e:
+        editor.embed(image, steps=1)
+    assert e.value.code == "invalid_image"
+
+
+def test_edit_validation(editor, session):
+    labels = _painted(session)
+    cases = [
+        (dict(labels=labels[:-1]), "invalid_argument"),
+        (dict(labels=labels.astype(np.int64)), "invalid_argument"),
+        (dict(labels=np.full_like(labels, NUM_CLASSES)), "unknown_class"),
+        (dict(labels=session.source_labels.copy()), "no_change"),
+        (dict(labels=labels, steps=0), "invalid_argument"),
+        (dict(labels=labels, steps=True), "invalid_argument"),
+        (dict(labels=labels, lambda_ce=float("nan")), "invalid_argument"),
+        (dict(labels=labels, bogus=1.0), "invalid_argument"),
+    ]
+    for kwargs, code in cases:
+        with pytest.raises(EditorError) as e:
+            editor.edit(session, **kwargs)
+        assert e.value.code == code, kwargs
+    tiny = session.source_labels.copy()
+    tiny[20, 20] = (tiny[20, 20] + 1) % NUM_CLASSES  # one source pixel < half a model pixel
+    with pytest.raises(EditorError) as e:
+        editor.edit(session, tiny)
+    assert e.value.code == "no_change" and "too small" in e.value.message
+    assert session.last_result is None
+
+
+def test_edit_cancel_leaves_session_untouched(editor, session):
+    ws = session.ws.clone()
+    with pytest.raises(Cancelled):
+        editor.edit(session, _painted(session), steps=5, should_cancel=lambda: True)
+    assert torch.equal(session.ws, ws) and session.last_result is None
+
+
+def test_edit_and_presets(editor, session, source, bundle_path):
+    steps = []
+    result = editor.edit(session, _painted(session), steps=6, progress=lambda s, t, p=None: steps.append((s, t)))
+    assert steps == [(s, 6) for s in range(1, 7)]
+    assert isinstance(result, EditResult) and session.last_result is result
+    assert result.image.shape == source.shape and result.image.dtype == np.uint8
+    assert result.region.shape == (48, 40) and result.region.dtype == bool
+    assert result.model_image.shape == (32, 32, 3) and result.labels.shape == (32, 32)
+    assert result.delta.shape == (editor.generator.num_ws, editor.generator.w_dim) and result.delta.dtype == np.float32
+    assert set(result.metrics) >= {"iou", "leak", "steps", "best_step", "seconds"} and result.classes
+    alpha = feather(result.region, max(1, round(48 / 32)))
+    assert np.array_equal(result.image[alpha == 0], source[alpha == 0])
+    x, y, w, h = result.box
+    diff = (result.image != source).any(-1)
+    assert diff.any() and not diff[:y].any() and not diff[y + h:].any() and diff[y, :].any()
+
+    # save → list → apply (composition) → delete
+    info = editor.save_preset("../Big Edit!", result, default_strength=0.5)
+    assert isinstance(info, PresetInfo) and info.name == "big_edit"
+    assert (bundle_path / "presets" / "big_edit.npy").is_file() and not (bundle_path.parent / "big_edit.npy").exists()
+    assert [p.name for p in editor.list_presets()] == ["big_edit"]
+    assert info.classes == [CLASSES[c].name for c in result.classes]
+    assert editor.info()["presets"] == [info.to_dict()]
+
+    applied = editor.apply_presets(session, [("big_edit", 1.0)])
+    assert np.allclose(applied.delta, result.delta, atol=1e-6) and applied.metrics["iou"] is None
+    twice = editor.apply_presets(session, [("big_edit", 0.5), ("big_edit", 1.5)])
+    assert np.allclose(twice.delta, 2 * result.delta, atol=1e-5)
+    refined = editor.apply_presets(session, [("big_edit", 1.0)], refine_steps=2)
+    assert refined.metrics["steps"] == 2 and session.last_result is refined
+    for items, code in [([("nope", 1.0)], "unknown_preset"), ([("../big_edit", 1.0)], "unknown_preset"),
+                        ([("big_edit", float("inf"))], "invalid_argument"), ([], "invalid_argument"),
+                        ([("big_edit",)], "invalid_argument")]:
+        with pytest.raises(EditorError) as e:
+            editor.apply_presets(session, items)
+        assert e.value.code == code, items
+    with pytest.raises(EditorError) as e:
+        editor.apply_presets(session, [("big_edit", 1.0)], refine_steps=-1)
+    assert e.value.code == "invalid_argument"
+
+    editor.delete_preset("big_edit")
+    assert editor.list_presets() == []
+    with pytest.raises(EditorError) as e:
+        editor.delete_preset("big_edit")
+    assert e.value.code == "unknown_preset"
+    with pytest.raises(EditorError) as e:
+        editor.save_preset("///", result)
+    assert e.value.code == "invalid_argument"
+
+
+def test_without_segmenter(bundle_path, source):
+    b = Bundle.load(bundle_path)
+    b.components.pop("segmenter")
+    ed = Editor(b, perceptual="fallback")
+    s = ed.embed(source, steps=1)
+    assert s.labels is None and s.source_labels is None
+    with pytest.raises(EditorError) as e:
+        ed.edit(s, np.zeros((48, 40), np.uint8))
+    assert e.value.code == "no_segmenter"
+    with pytest.raises(EditorError) as e:
+        ed.apply_presets(s, [("x", 1.0)])
+    assert e.value.code == "no_segmenter"
+
+
+# ---- benchmark package (tiny versions only; benchmarks are never timed tests) ---------------------
+@pytest.fixture(scope="module")
+def toy_editor(tmp_path_factory):
+    from editgan.models import random_bundle
+    from editgan.segmenter import Segmenter
+    b = random_bundle()
+    b.components["segmenter"] = Segmenter.for_generator(b.generator, len(b.classes), members=2, hidden=8, hidden2=8)
+    b.save(tmp_path_factory.mktemp("toy") / "toy")
+    return Editor(Bundle.load(b.path), perceptual="fallback")
+
+
+def test_bench_tasks_and_report(toy_editor, tmp_path):
+    import json
+    from editgan.bench import run_tasks, run_timings, to_markdown, write_results
+    session = toy_editor.embed(np.full((32, 32, 3), 128, np.uint8), steps=1)
+    labels = session.source_labels.copy()
+    labels[8:20, 8:20] = (labels[8:20, 8:20] + 1) % len(toy_editor.class_names)
+    toy_editor.save_preset("smile", toy_editor.edit(session, labels, steps=1))
+    calls = []
+    tasks = run_tasks(toy_editor, tasks=["smile", "close_eyes"], seeds=2, embed_steps=1, edit_steps=2,
+                      progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (4, 4)
+    summary = tasks["summary"]
+    assert set(summary["smile"]) == {"noop", "edit", "preset", "preset+10", "preset+30"}
+    assert set(summary["close_eyes"]) == {"noop", "edit"}          # no such preset
+    noop = summary["smile"]["noop"]
+    assert noop["gain"] == 0 and noop["leak"] == 0 and noop["psnr_outside"] == 100.0 and noop["n"] == 2
+    edit = summary["smile"]["edit"]
+    assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 5 + 2 * 2
+    timings = run_timings(toy_editor, repeats=1, embed_steps=1, edit_steps=1, refine_steps=1)
+    assert {"embed", "edit", "preset", "refine"} <= set(timings) and timings["config"]["preset"] == "smile"
+    assert timings["edit"]["median"] > 0 and len(timings["embed"]["runs"]) == 1
+    results = {"header": {"bundle": "toy"}, "tasks": tasks, "timings": timings,
+               "large": [{"case": "concat", "resolution": 512, "error": "MemoryError: x"}]}
+    write_results(results, tmp_path / "b.json", tmp_path / "b.md")
+    assert json.loads((tmp_path / "b.json").read_text())["tasks"]["config"]["seeds"] == 2
+    md = (tmp_path / "b.md").read_text()
+    assert md == to_markdown(results) and "| smile | preset+10 |" in md and "failed: MemoryError" in md
+
+
+def test_bench_large_tiny():
+    from editgan.bench import large
+    from editgan.segmenter import Segmenter
+    widths = dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=32)
+    out = large.measure("projection", resolution=32, classes=4, members=2, region_px=64, steps=2, widths=widths)
+    assert out["region_px"] == 64 and len(out["step_seconds"]) == 2 and out["peak_rss_gib"] > 0
+    concat = large.measure("concat", resolution=32, classes=4, members=2, region_px=64, steps=2, widths=widths)
+    assert concat["case"] == "concat" and concat["seconds_per_step"] > 0
+    # the concat stand-in computes the same logits as the projection segmenter
+    g = Generator(tiny_config(32))
+    seg = Segmenter.for_generator(g, 4, members=2, hidden=8, hidden2=4)
+    _, feats = g.synthesis(g.mean_ws())
+    with torch.no_grad():
+        assert torch.allclose(large.ConcatSegmenter(seg)(feats, (3, 9, 4, 20)), seg(feats, (3, 9, 4, 20)), atol=1e-4)
+    assert large.concat_gib(512) > 5  # the official concat tensor at 512² is several GiB

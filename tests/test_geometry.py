@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from editgan.geometry import (Geometry, blend_back, changed_box, dilate, edit_to_model, feather, fit, resize_matrix,
+                              to_source)
+
+
+def _image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_geometry_center_pads():
+    g = Geometry.for_image(10, 21, 32)
+    assert (g.side, g.top, g.left) == (21, 5, 0)
+    assert Geometry.for_image(40, 30, 64).left == 5
+
+
+def test_fit_pads_with_edge_replication():
+    img = _image(6, 10)
+    model, geo = fit(img, 10)  # side == resolution: no resampling, pure padding
+    assert model.shape == (10, 10, 3) and geo.top == 2
+    assert np.array_equal(model[2:8], img)
+    assert np.array_equal(model[0], img[0]) and np.array_equal(model[1], img[0]) and np.array_equal(model[9], img[5])
+
+
+def test_fit_resizes_smoothly():
+    flat = np.full((100, 60, 3), 77, np.uint8)
+    model, geo = fit(flat, 32)
+    assert model.shape == (32, 32, 3) and np.all(model == 77)
+    assert geo.to_dict() == dict(height=100, width=60, side=100, top=0, left=20, resolution=32)
+
+
+@pytest.mark.parametrize("n_in,n_out", [(32, 100), (32, 20), (16, 16)])
+def test_resize_matrix_matches_interpolate(n_in, n_out):
+    x = torch.randn(1, 1, n_in, n_in)
+    a = resize_matrix(n_in, n_out)
+    ref = F.interpolate(x, size=(n_out, n_out), mode="bicubic", align_corners=False, antialias=n_out < n_in)
+    assert torch.allclose(a @ x[0, 0] @ a.T, ref[0, 0], atol=1e-4)
+
+
+def test_labels_to_source_nearest():
+    labels = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    geo = Geometry.for_image(6, 8, 4)  # side 8 → 2×2 blocks; rows 1..6 of the square
+    src = to_source(labels, geo)
+    assert src.shape == (6, 8)
+    assert np.array_equal(src[0], np.repeat(labels[0], 2)) and np.array_equal(src[1], np.repeat(labels[1], 2))
+    assert np.array_equal(src[5], np.repeat(labels[3], 2))
+
+
+def test_edit_to_model_majority():
+    geo = Geometry.for_image(16, 16, 4)  # 4×4 source px per model px
+    model_labels = np.zeros((4, 4), np.uint8)
+    source_labels = to_source(model_labels, geo)
+    assert np.array_equal(edit_to_model(source_labels, source_labels, model_labels, geo), model_labels)
+    edited = source_labels.copy()
+    edited[0:4, 0:4] = 2          # whole footprint of model pixel (0, 0)
+    edited[4:6, 4:8] = 3          # half of (1, 1): taken
+    edited[8, 8:12] = 1           # a quarter of (2, 2): too thin at the model's resolution
+    edited[12:16, 12:14] = 1      # (3, 3) repainted by two classes, the larger wins
+    edited[12:15, 14:16] = 2
+    target = edit_to_model(edited, source_labels, model_labels, geo)
+    expected = np.zeros((4, 4), np.uint8)
+    expected[0, 0], expected[1, 1], expected[3, 3] = 2, 3, 1
+    assert np.array_equal(target, expected)
+
+
+def test_dilate_radius():
+    m = np.zeros((9, 9), bool)
+    m[4, 4] = True
+    for r in (0, 1, 3):
+        d = dilate(m, r).numpy()
+        assert d.sum() == (2 * r + 1) ** 2 and d[4 - r:5 + r, 4 - r:5 + r].all()
+
+
+def test_feather_profile():
+    m = np.zeros((30, 30), bool)
+    m[10:20, 10:20] = True
+    a = feather(m, 3)
+    assert np.all(a[m] == 1)
+    assert np.all(a[:4] == 0) and np.all(a[:, 26:] == 0)  # 2·radius = 6 px beyond the region
+    assert 0 < a[9, 15] < 1 and 0 < a[15, 22] < 1 and a[15, 22] < a[15, 21]
+
+
+def test_changed_box():
+    a = np.zeros((5, 7, 3), np.uint8)
+    assert changed_box(a, a.copy()) == (0, 0, 0, 0)
+    b = a.copy()
+    b[1, 2, 0] = 1
+    b[3, 5, 2] = 9
+    assert changed_box(a, b) == (2, 1, 4, 3)
+
+
+@pytest.mark.parametrize("h,w,feather_px", [(50, 37, None), (32, 32, 1), (120, 200, 4)])
+def test_blend_back_bit_identical_outside(h, w, feather_px):
+    source = _image(h, w, 1)
+    model, geo = fit(source, 32)
+    rng = np.random.default_rng(2)
+    recon = model
+    result = np.clip(recon.astype(int) + rng.integers(-60, 60, recon.shape), 0, 255).astype(np.uint8)
+    region = np.zeros((32, 32), bool)
+    region[12:18, 10:20] = True
+    out, region_src, box = blend_back(source, geo, result, recon, region, feather_px)
+    assert out.shape == source.shape and out.dtype == np.uint8 and region_src.shape == (h, w)
+    radius = max(1, round(geo.side / 32)) if feather_px is None else feather_px
+    alpha = feather(region_src, radius)
+    assert np.array_equal(out[alpha == 0], source[alpha == 0])      # bit-identical outside
+    assert (out[region_src] != source[region_src]).mean() > 0.5        # edited inside
+    assert box == changed_box(out, source) and box[2] > 0
+    x, y, bw, bh = box
+    assert alpha[y:y + bh, x:x + bw].max() > 0
+
+
+def test_blend_back_transfers_difference():
+    source = _image(64, 64, 3)
+    model, geo = fit(source, 32)
+    result = model.astype(np.float32) + 10  # a uniform +10 edit
+    region = np.ones((32, 32), bool)
+    out, _, box = blend_back(source, geo, result, model, region)
+    expected = np.clip(source.astype(int) + 10, 0, 255)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    assert box == (0, 0, 64, 64)
+
+
+def test_blend_back_no_change():
+    source = _image(40, 40, 4)
+    model, geo = fit(source, 32)
+    region = np.zeros((32, 32), bool)
+    region[5:9, 5:9] = True
+    out, _, box = blend_back(source, geo, model, model, region)
+    assert np.array_equal(out, source) and box == (0, 0, 0, 0)

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from editgan.editing import Cancelled, class_region, leak, region_radius, render
+from editgan.imageio import to_uint8
+from editgan.presets import (Preset, PresetError, apply_vector, compose, delete_preset, list_presets, load_preset,
+                             read_metadata, save_preset)
+from tests.test_editing import tiny_models
+
+
+def _preset(name="smile", shape=(8, 32), seed=0):
+    delta = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return Preset(name, delta, ["lips", "skin"], default_strength=0.8, source="test")
+
+
+def test_round_trip(tmp_path):
+    p = _preset()
+    save_preset(tmp_path, p)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["smile.json", "smile.npy"]
+    assert np.load(tmp_path / "smile.npy", allow_pickle=False).dtype == np.float32
+    meta = json.loads((tmp_path / "smile.json").read_text())
+    assert meta == {"name": "smile", "classes": ["lips", "skin"], "default_strength": 0.8,
+                    "created": p.created, "source": "test"}
+    q = load_preset(tmp_path, "smile", shape=(8, 32))
+    assert np.array_equal(q.delta, p.delta) and q.metadata() == p.metadata()
+    assert list_presets(tmp_path) == [read_metadata(tmp_path, "smile")]
+    delete_preset(tmp_path, "smile")
+    assert list_presets(tmp_path) == [] and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["../smile", "a/b", "", "Smile", "smile.json", "..", "/etc/passwd", None])
+def test_refuses_unsanitized_names(tmp_path, name):
+    save_preset(tmp_path, _preset())
+    with pytest.raises(PresetError):
+        load_preset(tmp_path, name)
+    with pytest.raises(PresetError):
+        delete_preset(tmp_path, name)
+    with pytest.raises(PresetError):
+        save_preset(tmp_path, _preset(name=name))
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["smile.json", "smile.npy"]
+
+
+def test_malformed_files(tmp_path):
+    save_preset(tmp_path, _preset("good"))
+    with pytest.raises(PresetError, match="expected float32"):
+        load_preset(tmp_path, "good", shape=(9, 32))
+    with pytest.raises(PresetError, match="unknown preset"):
+        load_preset(tmp_path, "missing")
+    (tmp_path / "bad.json").write_text("{not json")
+    np.save(tmp_path / "bad.npy", np.zeros((8, 32), np.float32))
+    (tmp_path / "obj.json").write_text(json.dumps({"name": "obj", "classes": [], "default_strength": 1}))
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert [m["name"] for m in list_presets(tmp_path)] == ["good", "obj"]
+    with pytest.raises(PresetError, match="not valid JSON"):
+        load_preset(tmp_path, "bad")
+    with pytest.raises(PresetError, match="plain .npy"):
+        load_preset(tmp_path, "obj")
+    with pytest.raises(PresetError, match="finite"):
+        save_preset(tmp_path, Preset("nan", np.full((2, 2), np.nan, np.float32), []))
+
+
+def test_compose_is_weighted_sum():
+    a, b = _preset(seed=1).delta, _preset(seed=2).delta
+    total = compose([(a, 0.5), (torch.from_numpy(b), -2.0)])
+    assert total.shape == (1, 8, 32)
+    assert torch.allclose(total[0], torch.from_numpy(0.5 * a - 2.0 * b), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def models():
+    g, seg, perceptual = tiny_models()
+    ws = g.mean_ws() + 0.4 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(3))
+    img, labels = render(g, seg, ws)
+    delta = 0.6 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(4))
+    return g, seg, perceptual, ws, to_uint8(img[0]), labels, delta
+
+
+def test_apply_without_refinement(models):
+    g, seg, perceptual, ws, recon, labels, delta = models
+    out = apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3])
+    img, after = render(g, seg, ws + delta)
+    assert np.array_equal(out.image, to_uint8(img[0])) and np.array_equal(out.labels, after)
+    assert np.array_equal(out.region, class_region(labels, after, [3], region_radius(32)))
+    assert out.metrics["iou"] is None and out.metrics["steps"] == 0 and torch.equal(out.delta, delta)
+    with pytest.raises(Cancelled):
+        apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], should_cancel=lambda: True)
+
+
+def test_refinement_preserves_outside(models):
+    g, seg, perceptual, ws, recon, labels, delta = models
+    plain = apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3])
+    assert 0.1 < plain.region.mean() < 0.9, plain.region.mean()
+    calls = []
+    refined = apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], refine_steps=10,
+                           progress=lambda s, t, p=None: calls.append(s))
+    assert calls == list(range(1, 11)) and refined.metrics["steps"] == 10 and refined.metrics["iou"] is not None
+    assert np.array_equal(refined.region, plain.region)  # Q comes from the unrefined vector
+
+    def outside_mse(image):
+        d = (image.astype(float) - recon.astype(float)) ** 2
+        return d[~plain.region].mean()
+
+    assert outside_mse(refined.image) < 0.7 * outside_mse(plain.image)
+    assert leak(refined.image, recon, plain.region) <= plain.metrics["leak"]
