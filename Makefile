@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.editgan-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test demo bench clean-venv
+.PHONY: setup run test demo bench install-krita package-krita clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,16 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Copy the docker plugin into your Krita resources folder and enable it (Linux/macOS/Windows paths).
+install-krita:
+	$(PYTHON) scripts/install_krita_plugin.py
+
+# Release zip for Tools > Scripts > Import Python Plugin from File, with pyzmq + msgpack vendored.
+KRITA_PLATFORM ?= win_amd64
+KRITA_PYTHON ?= 3.10
+package-krita: setup
+	$(VENV)/bin/editgan package-krita --platform $(KRITA_PLATFORM) --python $(KRITA_PYTHON) --out dist
 
 clean-venv:
 	rm -rf $(VENV)

@@ -137,10 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default=None, help="JSON list of {name, color}; default: the toy-portrait classes")
     p.set_defaults(func=cmd_import)
 
+    from .client import register as register_remote
+    from .package_krita import register as register_package
     from .toyfaces.cli import register as register_render
     from .train.cli import register as register_train
     register_render(sub)
     register_train(sub)
+    register_remote(sub)
+    register_package(sub)
     return parser
 
 

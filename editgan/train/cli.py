@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import time
+from pathlib import Path
 
 import torch
 
@@ -14,9 +17,75 @@ def cmd_train_gan(args) -> int:
     from .gan import GanTrainConfig, GanTrainer
     torch.set_num_threads(args.threads)
     cfg = GanTrainConfig(batch=args.batch, seed=args.seed)
-    trainer = GanTrainer(args.run_dir, cfg, device=args.device)
+    trainer = GanTrainer(args.run_dir, cfg, device=args.device, init_from=args.init_from)
     trainer.train(total_images=int(args.kimg * 1000), sample_every=int(args.sample_kimg * 1000),
                   checkpoint_every=int(args.checkpoint_kimg * 1000), max_minutes=args.max_minutes)
+    return 0
+
+
+def _load(path):
+    from ..bundle import Bundle
+    from ..models import default_bundle_path
+    return Bundle.load(path or default_bundle_path())
+
+
+def _timed(report: dict, key: str, fn, *a, **kw):
+    t0 = time.perf_counter()
+    out = fn(*a, **kw)
+    report[key] = {"seconds": round(time.perf_counter() - t0, 1), **(out if isinstance(out, dict) else {})}
+    return out
+
+
+def cmd_export(args) -> int:
+    from .stages import export_bundle
+    export_bundle(args.run_dir, args.out, name=args.name)
+    return 0
+
+
+def cmd_encoder(args) -> int:
+    from .stages import finetune_encoder
+    torch.set_num_threads(args.threads)
+    bundle = _load(args.model)
+    psnr = finetune_encoder(bundle, steps=args.steps, batch=args.batch)
+    bundle.save(bundle.path)
+    print(f"encoder fine-tuned: reconstruction PSNR over the last 100 steps {sum(psnr[-100:]) / len(psnr[-100:]):.2f} dB")
+    return 0
+
+
+def cmd_segmenter(args) -> int:
+    from .stages import train_segmenter_stage
+    torch.set_num_threads(args.threads)
+    bundle = _load(args.model)
+    report = train_segmenter_stage(bundle, embed_steps=args.embed_steps, seg_steps=args.steps,
+                                   members=args.members, seeds=range(args.annotations))
+    bundle.save(bundle.path)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .stages import train_presets_stage
+    torch.set_num_threads(args.threads)
+    bundle = _load(args.model)
+    print(json.dumps(train_presets_stage(bundle, steps=args.steps), indent=2))
+    return 0
+
+
+def cmd_all(args) -> int:
+    """GAN checkpoint → finished bundle: export, encoder, segmenter, presets; writes a timing report."""
+    from .stages import export_bundle, finetune_encoder, train_presets_stage, train_segmenter_stage
+    torch.set_num_threads(args.threads)
+    report: dict = {}
+    bundle = _timed(report, "export", export_bundle, args.run_dir, args.out, name=args.name)
+    psnr = _timed(report, "encoder", finetune_encoder, bundle, steps=args.encoder_steps)
+    report["encoder"]["train_psnr_last100"] = round(sum(psnr[-100:]) / max(1, len(psnr[-100:])), 2)
+    bundle.save(bundle.path)
+    _timed(report, "segmenter", train_segmenter_stage, bundle, seg_steps=args.segmenter_steps)
+    bundle.save(bundle.path)
+    _timed(report, "presets", train_presets_stage, bundle)
+    out = Path(args.out) / "training-report.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -30,6 +99,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-kimg", type=float, default=4)
     p.add_argument("--checkpoint-kimg", type=float, default=2)
+    p.add_argument("--init-from", default=None, help="bundle to warm-start G and the encoder from when run-dir is empty")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_train_gan)
+
+    p = train.add_parser("export", help="GAN checkpoint -> bundle (EMA generator + encoder)")
+    p.add_argument("--run-dir", default="runs/toyfaces-64")
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default="toyfaces-64")
+    p.set_defaults(func=cmd_export)
+
+    def model_args(p, steps):
+        p.add_argument("--model", default=None, help="bundle to update in place (default: the demo model)")
+        p.add_argument("--steps", type=int, default=steps)
+        p.add_argument("--threads", type=int, default=2)
+
+    p = train.add_parser("encoder", help="fine-tune the bundle's encoder on the final generator")
+    model_args(p, 2000)
+    p.add_argument("--batch", type=int, default=16)
+    p.set_defaults(func=cmd_encoder)
+
+    p = train.add_parser("segmenter", help="DatasetGAN few-shot: embed N annotated renders, train the ensemble")
+    model_args(p, 600)
+    p.add_argument("--annotations", type=int, default=16)
+    p.add_argument("--embed-steps", type=int, default=100)
+    p.add_argument("--members", type=int, default=3)
+    p.set_defaults(func=cmd_segmenter)
+
+    p = train.add_parser("presets", help="learn one editing vector per counterfactual edit")
+    model_args(p, 100)
+    p.set_defaults(func=cmd_presets)
+
+    p = train.add_parser("all", help="export + encoder + segmenter + presets into a finished bundle")
+    p.add_argument("--run-dir", default="runs/toyfaces-64")
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default="toyfaces-64")
+    p.add_argument("--encoder-steps", type=int, default=2000)
+    p.add_argument("--segmenter-steps", type=int, default=600)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_all)

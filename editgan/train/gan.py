@@ -67,7 +67,11 @@ class GanTrainConfig:
 
 
 class GanTrainer:
-    def __init__(self, run_dir: str | Path, cfg: GanTrainConfig | None = None, device: str = "cpu"):
+    def __init__(self, run_dir: str | Path, cfg: GanTrainConfig | None = None, device: str = "cpu",
+                 init_from: str | Path | None = None):
+        """Resume ``run_dir`` if it has a checkpoint; else start fresh, or warm-start generator and
+        encoder from the bundle ``init_from`` (the committed demo model: training can continue in a
+        session whose run folder is gone; the discriminator restarts)."""
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         ckpt_path = self.run_dir / "checkpoint.pt"
@@ -98,9 +102,22 @@ class GanTrainer:
             for name in ("opt_g", "opt_d", "opt_e"):
                 getattr(self, name).load_state_dict(state[name])
             self.images_seen, self.iteration = int(state["images_seen"]), int(state["iteration"])
+        if state is None and init_from is not None:
+            self._warm_start(init_from)
         self.data = ToyFaceStream(gcfg.resolution, self.cfg.batch, seed=self.cfg.seed * 1_000_003 + self.iteration)
         self.fixed_z = torch.randn(16, gcfg.z_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.fixed_real = ToyFaceStream(gcfg.resolution, 8, seed=10 ** 9).next_batch().to(self.device)
+
+    def _warm_start(self, bundle_path) -> None:
+        from ..bundle import Bundle
+        bundle = Bundle.load(bundle_path)
+        if bundle.generator.cfg != self.G.cfg or bundle.encoder is None:
+            raise ValueError(f"{bundle_path}: generator config differs from the training config, or no encoder")
+        self.G.load_state_dict(bundle.generator.state_dict())
+        self.G_ema.load_state_dict(bundle.generator.state_dict())
+        self.E.load_state_dict(bundle.encoder.state_dict())
+        self.images_seen = int(bundle.provenance.get("images_seen", 0))
+        log.info("warm start from %s (%d images seen)", bundle_path, self.images_seen)
 
     # --- one iteration -------------------------------------------------------------------------
     def step(self) -> dict:

@@ -1,0 +1,147 @@
+"""The demo bundle's training stages after the GAN: export, encoder, segmenter (16 shots), presets.
+
+Seed ranges keep training and evaluation apart: the GAN streams faces from its own RNG; the 16
+segmentation annotations use ``params_for_seed(ANNOTATION_SEEDS)``; presets are learned on
+``PRESET_SEEDS``; the benchmark uses seeds ≥ ``HELD_OUT_SEED_BASE`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import toyfaces
+from ..bundle import Bundle
+from ..encoder import Encoder
+from ..generator import Generator, GeneratorConfig
+from ..models import toy_classes
+from .data import ToyFaceStream
+
+log = logging.getLogger("editgan.train")
+
+ANNOTATION_SEEDS = range(0, 16)
+PRESET_SEEDS = {name: 100 + i for i, name in enumerate(sorted(toyfaces.EDITS))}
+HELD_OUT_SEED_BASE = 1_000_000
+
+
+def export_bundle(run_dir: str | Path, out: str | Path, name: str = "toyfaces-64") -> Bundle:
+    """GAN checkpoint → bundle with the EMA generator and the jointly trained encoder."""
+    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    cfg = json.loads(state["config_json"])
+    gcfg = GeneratorConfig.from_dict(cfg["generator"])
+    g = Generator(gcfg)
+    g.load_state_dict(state["G_ema"])
+    enc = Encoder.from_config(cfg["encoder"], gcfg)
+    enc.load_state_dict(state["E"])
+    enc.w_avg.copy_(g.w_avg)
+    bundle = Bundle(name=name, generator=g.eval(), classes=toy_classes(), domain="toy-portraits", licence="MIT",
+                    provenance={"trained_by": "editgan train gan", "images_seen": int(state["images_seen"]),
+                                "train_config": cfg}, components={"encoder": enc.eval()})
+    bundle.save(out)
+    log.info("exported %s (%d training images) -> %s", name, int(state["images_seen"]), out)
+    return bundle
+
+
+def finetune_encoder(bundle: Bundle, steps: int = 2000, batch: int = 16, lr: float = 3e-4, seed: int = 7,
+                     rec_weight: float = 1.0, latreg_weight: float = 1.0) -> list[float]:
+    """Fit the encoder to the *final* (EMA) generator, which stays frozen.
+
+    Renders: reconstruction (L1 + MSE) through the generator. Samples: latent regression (the W
+    that made them is known) + reconstruction. Returns the reconstruction PSNR per step.
+    """
+    g, enc = bundle.generator.requires_grad_(False), bundle.encoder
+    assert enc is not None, "bundle has no encoder"
+    enc.train().requires_grad_(True)
+    enc.w_avg.copy_(g.w_avg)
+    opt = torch.optim.Adam(enc.parameters(), lr=lr, betas=(0.9, 0.99))
+    stream = ToyFaceStream(g.resolution, batch, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for _ in tqdm(range(steps), desc="encoder", unit="step"):
+        real = stream.next_batch()
+        with torch.no_grad():
+            ws_fake = g.map(torch.randn(batch // 2, g.z_dim, generator=gen), truncation_psi=0.8)
+            fake, _ = g.synthesis(ws_fake)
+        ws_real = enc(real)
+        rec, _ = g.synthesis(ws_real)
+        rec_loss = (rec - real).abs().mean() + (rec - real).square().mean()
+        ws_pred = enc(fake)
+        rec_fake, _ = g.synthesis(ws_pred)
+        lat_loss = (ws_pred - ws_fake).square().mean() + (rec_fake - fake).abs().mean()
+        loss = rec_weight * rec_loss + latreg_weight * lat_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(10 * np.log10(4 / max((rec.detach() - real).square().mean().item(), 1e-10)))
+    enc.eval().requires_grad_(False)
+    return history
+
+
+def annotated_renders(seeds, resolution: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    images, labels = [], []
+    for s in seeds:
+        rgb, lab = toyfaces.render(toyfaces.params_for_seed(s), size=resolution)
+        images.append(rgb)
+        labels.append(lab)
+    return images, labels
+
+
+def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int = 600, members: int = 3,
+                          seeds=ANNOTATION_SEEDS) -> dict:
+    """DatasetGAN few-shot: embed 16 annotated renders, train the ensemble on their generator features."""
+    from ..embedding import embed
+    from ..perceptual import make_perceptual_loss
+    from ..segmenter import train_segmenter
+    g = bundle.generator
+    perceptual, status = make_perceptual_loss(prefer="auto")
+    images, labels = annotated_renders(seeds, g.resolution)
+    ws_list, psnrs = [], []
+    t0 = time.perf_counter()
+    for img in tqdm(images, desc="embed annotations", unit="img"):
+        e = embed(g, img, perceptual=perceptual, encoder=bundle.encoder, steps=embed_steps)
+        ws_list.append(e.ws.detach())
+        psnrs.append(e.psnr)
+    t_embed = time.perf_counter() - t0
+    bar = tqdm(total=1, desc="segmenter", unit="step")
+
+    def progress(step, total):
+        bar.total = total
+        bar.n = step
+        bar.refresh()
+
+    seg, history = train_segmenter(g, ws_list, [torch.as_tensor(l.astype(np.int64)) for l in labels],
+                                   num_classes=len(bundle.classes), steps=seg_steps, members=members, progress=progress)
+    bar.close()
+    bundle.components["segmenter"] = seg
+    return {"annotations": len(images), "embed_psnr_mean": float(np.mean(psnrs)), "embed_seconds": t_embed,
+            "final_loss": history[-1], "perceptual": status["kind"]}
+
+
+def train_presets_stage(bundle: Bundle, steps: int = 100, default_strength: float = 1.0) -> dict:
+    """One editing vector per counterfactual edit: a 100-step segmentation edit on one render each."""
+    from ..editor import Editor
+    editor = Editor(bundle)
+    report = {}
+    for name, seed in tqdm(sorted(PRESET_SEEDS.items()), desc="presets", unit="preset"):
+        pair = toyfaces.sample_edit_pair(name, seed, size=bundle.resolution)
+        session = editor.embed(pair["source_rgb"])
+        user_labels = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
+        result = editor.edit(session, user_labels, steps=steps)
+        info = editor.save_preset(name, result, default_strength=default_strength)
+        report[name] = {"seed": seed, "classes": list(info.classes), "iou": result.metrics["iou"],
+                        "leak": result.metrics["leak"]}
+    return report
+
+
+def user_edit_labels(current: np.ndarray, source_gt: np.ndarray, target_gt: np.ndarray) -> np.ndarray:
+    """What a user would paint: the current segmentation with the target's true labels pasted where they change."""
+    changed = source_gt != target_gt
+    out = current.copy()
+    out[changed] = target_gt[changed]
+    return out
