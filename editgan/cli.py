@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default=None, help="JSON list of {name, color}; default: the toy-portrait classes")
     p.set_defaults(func=cmd_import)
 
+    from .bench.cli import register as register_bench
     from .client import register as register_remote
     from .package_krita import register as register_package
     from .toyfaces.cli import register as register_render
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_remote(sub)
     register_package(sub)
+    register_bench(sub)
     return parser
 
 

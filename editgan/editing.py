@@ -141,7 +141,7 @@ def optimize_latent(objective: Callable[[torch.Tensor], tuple[torch.Tensor, torc
     gradients). ``should_cancel`` is checked before each evaluation (→ :class:`Cancelled`);
     ``progress(step, steps, preview)`` follows each update, with a preview every 5 steps.
     """
-    assert steps >= 1
+    assert steps >= 0  # 0: just evaluate the starting point
     delta = init.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([delta], lr=lr)
     best, best_step, losses = None, 0, []

@@ -128,7 +128,7 @@ class Editor:
     def embed(self, image: np.ndarray, *, steps: int = 100, progress: Progress | None = None,
               should_cancel: ShouldCancel | None = None) -> Session:
         _check_image(image)
-        steps = _check_steps(steps, "steps")
+        steps = _check_steps(steps, "steps", minimum=0)  # 0: the encoder's guess alone
         model_image, geo = fit(image, self.generator.resolution)
         e = embed_image(self.generator, model_image, perceptual=self.perceptual, encoder=self.encoder,
                         segmenter=self.segmenter, steps=steps, progress=progress, should_cancel=should_cancel)

@@ -94,7 +94,7 @@ def run_bench(address: str, *, n_ping: int = 500, n_upload: int = 40, n_preset: 
     return report
 
 
-def _local_server(model: str | None, random: bool, tmp: Path):
+def local_server(model: str | None, random: bool, tmp: Path):
     from editgan.bundle import Bundle
     from editgan.editor import Editor
     from editgan.models import default_bundle_path, random_bundle
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        server = None if args.address else _local_server(args.model, args.random, Path(tmp))
+        server = None if args.address else local_server(args.model, args.random, Path(tmp))
         try:
             report = run_bench(args.address or server.endpoint, n_ping=args.n_ping, n_upload=args.n_upload,
                                n_preset=args.n_preset, size=args.size, embed_steps=args.embed_steps,

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default="tcp://127.0.0.1:5555",
                    help="ZeroMQ endpoint (default loopback; tcp://127.0.0.1:* picks a free port)")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads for the compute worker (default: torch's choice). On a small machine "
+                        "shared with other busy processes, 1 avoids OpenMP threads stalling each other")
     p.add_argument("--max-sessions", type=int, default=8, help="LRU cap on embedded sessions (default 8)")
     p.add_argument("--max-message-mib", type=float, default=d.max_message_bytes / MiB,
                    help=f"largest accepted message (default {d.max_message_bytes / MiB:.0f} MiB)")
@@ -91,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
     path = Path(args.model) if args.model else default_bundle_path()
     device = pick_device(args.device)
+    if args.threads is not None:
+        import torch
+        torch.set_num_threads(max(1, args.threads))
     try:
         editor = Editor(Bundle.load(path, device=device), device=device)
     except (BundleError, OSError) as e:

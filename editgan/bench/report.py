@@ -2,7 +2,7 @@
 
 ``results`` is a dict with any of: ``"header"`` (free key → value facts such as bundle, device,
 perceptual loss), ``"tasks"`` (:func:`run_tasks`), ``"timings"`` (:func:`run_timings`),
-``"large"`` (:func:`run_large`).
+``"large"`` (:func:`run_large`), ``"model_quality"``, ``"generator"``, ``"server"``.
 """
 
 from __future__ import annotations
@@ -56,13 +56,38 @@ def large_table(large: list[dict]) -> list[str]:
     return _table(["segmenter", "generator", "segmentation", "s / edit step", "peak RSS GiB", "notes"], rows)
 
 
+def model_quality_table(q: dict) -> list[str]:
+    rows = [["inversion PSNR, encoder + %d steps (mean / median)" % q["embed_steps"], f"{q['psnr_mean']:.2f} / {q['psnr_median']:.2f} dB"],
+            ["inversion PSNR, encoder only (mean)", _fmt(q["psnr_encoder_only_mean"]) + " dB"],
+            ["segmentation mIoU (13 classes)", _fmt(q["miou"], 3)]]
+    rows += [[f"IoU {name}", _fmt(v, 3)] for name, v in q["per_class_iou"].items()]
+    return [f"{q['n']} held-out renders (seeds from {q['seed_base']}).", ""] + _table(["measure", "value"], rows)
+
+
+def generator_table(g: dict) -> list[str]:
+    rows = [[name, r["params_M"], r["median_ms"], r["min_ms"], r["repeats"]] for name, r in g["results"].items()]
+    return [f"torch {g['torch']}, {g['threads']} threads, batch 1, synthesis forward + backward to W+.", ""] + \
+        _table(["config / modulated-conv path", "params (M)", "median ms", "min ms", "runs"], rows)
+
+
+def server_table(srv: dict) -> list[str]:
+    rows = []
+    for key, value in srv.items():
+        if isinstance(value, dict) and "p50_ms" in value:
+            rows.append([key, value["p50_ms"], value.get("p95_ms"), value.get("n")])
+    return _table(["round trip", "p50 ms", "p95 ms", "n"], rows)
+
+
 def to_markdown(results: dict, title: str = "EditGAN benchmarks") -> str:
     """Markdown report with one section per part present in ``results``."""
     out = [f"# {title}", ""]
     for key, value in results.get("header", {}).items():
         out.append(f"- **{key}**: {value}")
-    sections = [("tasks", "Edit quality on toy-portrait counterfactuals", tasks_table),
+    sections = [("model_quality", "Demo model: inversion and segmentation", model_quality_table),
+                ("tasks", "Edit quality on toy-portrait counterfactuals", tasks_table),
                 ("timings", "Timings", timings_table),
+                ("generator", "Generator: synthesis forward + backward", generator_table),
+                ("server", "Server round trips", server_table),
                 ("large", "Large config: one edit step (random weights, config-f widths)", large_table)]
     for key, heading, fn in sections:
         if results.get(key):

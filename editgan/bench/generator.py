@@ -1,6 +1,7 @@
-"""Synthesis forward+backward timing at batch 1 (the editing inner loop) for the demo and a 256² config.
+"""Synthesis forward+backward timing at batch 1 (the editing inner loop): demo and 256² configs.
 
-Prints JSON. Run on an otherwise idle machine: `python scripts/bench_generator.py [--repeats 20]`.
+Part of ``editgan bench``; also ``python -m editgan.bench.generator`` (prints JSON). Run on an
+otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -39,17 +40,23 @@ def time_config(cfg: GeneratorConfig, repeats: int, mode: str) -> dict:
             "min_ms": round(min(times) * 1000, 1), "repeats": repeats}
 
 
+def run_generator_timings(repeats: int = 20) -> dict:
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpu": platform.processor() or platform.machine(), "results": {}}
+    for name, cfg in CONFIGS.items():
+        for mode in ("grouped", "scaled"):
+            n = repeats if cfg.resolution <= 64 else max(3, repeats // 5)
+            out["results"][f"{name}/{mode}"] = time_config(cfg, n, mode)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    out = {"torch": torch.__version__, "threads": args.threads, "cpu": platform.processor() or platform.machine(), "results": {}}
-    for name, cfg in CONFIGS.items():
-        for mode in ("grouped", "scaled"):
-            out["results"][f"{name}/{mode}"] = time_config(cfg, args.repeats if cfg.resolution <= 64 else max(3, args.repeats // 5), mode)
-    print(json.dumps(out, indent=2))
+    print(json.dumps(run_generator_timings(args.repeats), indent=2))
 
 
 if __name__ == "__main__":

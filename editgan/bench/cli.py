@@ -1,0 +1,104 @@
+"""``editgan bench``: every benchmark of the project in one run → JSON + docs/benchmarks.md.
+
+Parts: ``model`` (inversion PSNR / segmentation IoU on held-out renders), ``tasks`` (edit quality
+on counterfactuals), ``timings`` (demo-model operations), ``generator`` (synthesis fwd+bwd),
+``server`` (round trips over real sockets), ``large`` (512² step time and peak RSS, fresh
+processes), ``pictures`` (a comparison sheet). Benchmarks are never timed tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+PARTS = ("model", "tasks", "timings", "generator", "server", "large", "pictures")
+log = logging.getLogger("editgan.bench")
+
+
+def _progress(desc: str):
+    bar = tqdm(total=1, desc=desc, unit="it")
+
+    def update(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    return bar, update
+
+
+def cmd_bench(args) -> int:
+    from ..bundle import Bundle
+    from ..editor import Editor
+    from ..models import default_bundle_path
+    from . import run_large, run_tasks, run_timings, write_results
+
+    torch.set_num_threads(args.threads)
+    parts = PARTS if args.parts == "all" else tuple(p.strip() for p in args.parts.split(","))
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"error: unknown parts {sorted(unknown)}; choose from {PARTS}")
+    model = Path(args.model) if args.model else default_bundle_path()
+    editor = Editor(Bundle.load(model))
+    info = editor.info()
+    perceptual = editor.perceptual_status
+    results: dict = {"header": {
+        "date": datetime.date.today().isoformat(), "bundle": f"{info['name']} ({model})",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {editor.device}",
+        "torch": torch.__version__,
+        "perceptual loss": ("LPIPS-VGG16" if perceptual["kind"] == "lpips-vgg16" else
+                            f"**FALLBACK, NOT LPIPS**: {perceptual['detail']}"),
+    }}
+    if "model" in parts:
+        from .model_quality import run_model_quality
+        bar, cb = _progress("model quality")
+        results["model_quality"] = run_model_quality(editor, n=args.quality_images, embed_steps=args.embed_steps, progress=cb)
+        bar.close()
+    if "tasks" in parts:
+        bar, cb = _progress("edit tasks")
+        results["tasks"] = run_tasks(editor, seeds=args.seeds, embed_steps=args.embed_steps, progress=cb)
+        bar.close()
+    if "timings" in parts:
+        results["timings"] = run_timings(editor, repeats=args.repeats, embed_steps=args.embed_steps)
+    if "generator" in parts:
+        from .generator import run_generator_timings
+        results["generator"] = run_generator_timings(repeats=args.repeats * 4)
+    if "server" in parts:
+        from server.bench import local_server, run_bench
+        with tempfile.TemporaryDirectory() as tmp:
+            server = local_server(str(model), False, Path(tmp))
+            try:
+                results["server"] = run_bench(server.endpoint, size=512)
+            finally:
+                server.close()
+    if "large" in parts:
+        results["large"] = run_large()  # fresh processes with torch's default threads, like the anchors
+    if "pictures" in parts:
+        from .pictures import comparison_sheet
+        sheet = comparison_sheet(editor, Path(args.images_dir) / "bench-edits.png", embed_steps=args.embed_steps)
+        results["header"]["comparison sheet"] = f"![edits]({Path('images') / sheet.name})"
+    write_results(results, args.out_json, args.out_md)
+    print(json.dumps(results["header"], indent=2))
+    print(f"wrote {args.out_json} and {args.out_md}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run the benchmarks and write JSON + markdown (docs/benchmarks.md)")
+    p.add_argument("--model", default=None, help="bundle (default: the demo model)")
+    p.add_argument("--parts", default="all", help=f"comma-separated subset of {','.join(PARTS)} (default: all)")
+    p.add_argument("--seeds", type=int, default=20, help="held-out seeds per edit task")
+    p.add_argument("--quality-images", type=int, default=200, help="held-out renders for inversion/segmentation")
+    p.add_argument("--repeats", type=int, default=5, help="runs per timing (median reported)")
+    p.add_argument("--embed-steps", type=int, default=100, help="embedding optimizer steps (paper: 100)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--out-json", default="docs/benchmarks.json")
+    p.add_argument("--out-md", default="docs/benchmarks.md")
+    p.add_argument("--images-dir", default="docs/images")
+    p.set_defaults(func=cmd_bench)

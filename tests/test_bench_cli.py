@@ -1,0 +1,29 @@
+import json
+
+from editgan.bundle import Bundle
+from editgan.cli import main
+from editgan.editor import Editor
+from editgan.train.stages import PRESET_SEEDS
+from tests.server_fixtures import make_tiny_bundle
+
+
+def test_bench_cli_writes_json_markdown_and_pictures(tmp_path):
+    bundle_dir = make_tiny_bundle(tmp_path / "tiny")
+    # one preset so the preset modes run too
+    editor = Editor(Bundle.load(bundle_dir))
+    session = editor.embed(__import__("numpy").full((32, 32, 3), 128, "uint8"), steps=1)
+    labels = session.source_labels.copy()
+    labels[10:20, 10:20] = 9  # paint lips
+    editor.save_preset("smile", editor.edit(session, labels, steps=2))
+    out_json, out_md = tmp_path / "b.json", tmp_path / "b.md"
+    assert main(["bench", "--model", str(bundle_dir), "--parts", "model,tasks,timings,pictures", "--seeds", "1",
+                 "--quality-images", "2", "--repeats", "1", "--embed-steps", "2", "--threads", "1",
+                 "--out-json", str(out_json), "--out-md", str(out_md), "--images-dir", str(tmp_path / "img")]) == 0
+    results = json.loads(out_json.read_text())
+    assert set(results) >= {"header", "model_quality", "tasks", "timings"}
+    assert results["model_quality"]["n"] == 2 and len(results["model_quality"]["per_class_iou"]) == 13
+    assert set(results["tasks"]["summary"]) == set(PRESET_SEEDS)  # every edit task ran
+    assert "preset+10" in results["tasks"]["summary"]["smile"]
+    md = out_md.read_text()
+    assert "FALLBACK, NOT LPIPS" in md and "## Edit quality" in md and "## Timings" in md
+    assert (tmp_path / "img" / "bench-edits.png").is_file()
