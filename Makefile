@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.editgan-installed
 PYTEST_ARGS ?=
+SERVER_ARGS ?=
 
 .PHONY: setup run test demo bench install-krita package-krita clean-venv
 
@@ -22,8 +23,9 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# The editing server on the built-in demo model, loopback only (Ctrl-C stops it cleanly).
 run: setup
-	$(VENV)/bin/editgan demo
+	$(VENV)/bin/editgan-server $(SERVER_ARGS)
 
 demo: setup
 	$(VENV)/bin/editgan demo

@@ -142,7 +142,7 @@ class Editor:
 
     def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, progress: Progress | None = None,
              should_cancel: ShouldCancel | None = None, **loss_overrides) -> EditResult:
-        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr."""
+        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup."""
         self._require_segmenter()
         steps = _check_steps(steps, "steps")
         h, w = session.source.shape[:2]

@@ -193,12 +193,12 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
                       progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (4, 4)
     summary = tasks["summary"]
-    assert set(summary["smile"]) == {"noop", "edit", "preset", "preset+10", "preset+30"}
-    assert set(summary["close_eyes"]) == {"noop", "edit"}          # no such preset
+    assert set(summary["smile"]) == {"noop", "edit", "paper", "preset", "preset+10", "preset+30"}
+    assert set(summary["close_eyes"]) == {"noop", "edit", "paper"}          # no such preset
     noop = summary["smile"]["noop"]
     assert noop["gain"] == 0 and noop["leak"] == 0 and noop["psnr_outside"] == 100.0 and noop["n"] == 2
     edit = summary["smile"]["edit"]
-    assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 5 + 2 * 2
+    assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 6 + 2 * 3
     timings = run_timings(toy_editor, repeats=1, embed_steps=1, edit_steps=1, refine_steps=1)
     assert {"embed", "edit", "preset", "refine"} <= set(timings) and timings["config"]["preset"] == "smile"
     assert timings["edit"]["median"] > 0 and len(timings["embed"]["runs"]) == 1

@@ -23,13 +23,13 @@ import time
 import numpy as np
 
 from .. import toyfaces
-from ..editing import edit_region, psnr, region_iou, region_radius, touched_classes
+from ..editing import PAPER_LR, edit_region, psnr, region_iou, region_radius, touched_classes
 from ..editor import Editor, EditorError
 from ..geometry import to_source
 from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels
 
 PSNR_CAP = 100.0
-MODES = ("noop", "edit", "preset", "preset+10", "preset+30")
+MODES = ("noop", "edit", "paper", "preset", "preset+10", "preset+30")  # paper: constant lr, no warm-up
 METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds")
 
 
@@ -47,8 +47,9 @@ def _score(result_image, result_labels, pair, region, classes) -> dict:
 def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_steps: int):
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
-    if mode == "edit":
-        result = editor.edit(session, user_labels, steps=edit_steps)
+    if mode in ("edit", "paper"):
+        overrides = {"lr": PAPER_LR, "warmup": 0.0} if mode == "paper" else {}
+        result = editor.edit(session, user_labels, steps=edit_steps, **overrides)
     else:
         strength = next(p.default_strength for p in editor.list_presets() if p.name == task)
         refine = int(mode.split("+")[1]) if "+" in mode else 0

@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_encoder)
 
     p = train.add_parser("segmenter", help="DatasetGAN few-shot: embed N annotated renders, train the ensemble")
-    model_args(p, 600)
+    model_args(p, 1500)
     p.add_argument("--annotations", type=int, default=16)
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--members", type=int, default=3)
@@ -136,6 +136,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--name", default="toyfaces-64")
     p.add_argument("--encoder-steps", type=int, default=2000)
-    p.add_argument("--segmenter-steps", type=int, default=600)
+    p.add_argument("--segmenter-steps", type=int, default=1500)
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_all)

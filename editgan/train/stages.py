@@ -92,8 +92,8 @@ def annotated_renders(seeds, resolution: int) -> tuple[list[np.ndarray], list[np
     return images, labels
 
 
-def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int = 600, members: int = 3,
-                          seeds=ANNOTATION_SEEDS) -> dict:
+def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int = 1500, members: int = 3,
+                          seeds=ANNOTATION_SEEDS, lr: float = 3e-3) -> dict:
     """DatasetGAN few-shot: embed 16 annotated renders, train the ensemble on their generator features."""
     from ..embedding import embed
     from ..perceptual import make_perceptual_loss
@@ -116,23 +116,34 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
         bar.refresh()
 
     seg, history = train_segmenter(g, ws_list, [torch.as_tensor(l.astype(np.int64)) for l in labels],
-                                   num_classes=len(bundle.classes), steps=seg_steps, members=members, progress=progress)
+                                   num_classes=len(bundle.classes), steps=seg_steps, members=members, lr=lr,
+                                   progress=progress)
     bar.close()
     bundle.components["segmenter"] = seg
     return {"annotations": len(images), "embed_psnr_mean": float(np.mean(psnrs)), "embed_seconds": t_embed,
             "final_loss": history[-1], "perceptual": status["kind"]}
 
 
-def train_presets_stage(bundle: Bundle, steps: int = 100, default_strength: float = 1.0) -> dict:
+def train_presets_stage(bundle: Bundle, steps: int = 100, default_strength: float = 1.0, tries: int = 5) -> dict:
     """One editing vector per counterfactual edit: a 100-step segmentation edit on one render each."""
-    from ..editor import Editor
+    from ..editor import Editor, EditorError
     editor = Editor(bundle)
     report = {}
-    for name, seed in tqdm(sorted(PRESET_SEEDS.items()), desc="presets", unit="preset"):
-        pair = toyfaces.sample_edit_pair(name, seed, size=bundle.resolution)
-        session = editor.embed(pair["source_rgb"])
-        user_labels = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
-        result = editor.edit(session, user_labels, steps=steps)
+    for name, first_seed in tqdm(sorted(PRESET_SEEDS.items()), desc="presets", unit="preset"):
+        # A change the model's segmentation already shows (or cannot show) teaches nothing: next face.
+        for seed in range(first_seed, first_seed + 1000 * tries, 1000):
+            pair = toyfaces.sample_edit_pair(name, seed, size=bundle.resolution)
+            session = editor.embed(pair["source_rgb"])
+            user_labels = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
+            try:
+                result = editor.edit(session, user_labels, steps=steps)
+                break
+            except EditorError as e:
+                if e.code != "no_change":
+                    raise
+                log.warning("preset %s: seed %d shows no change at the model resolution, trying another", name, seed)
+        else:
+            raise RuntimeError(f"preset {name}: no usable face in {tries} tries")
         info = editor.save_preset(name, result, default_strength=default_strength)
         report[name] = {"seed": seed, "classes": list(info.classes), "iou": result.metrics["iou"],
                         "leak": result.metrics["leak"]}

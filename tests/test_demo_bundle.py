@@ -1,0 +1,55 @@
+"""Fast smoke checks of the shipped demo bundle (the quality bars live in `editgan bench`)."""
+
+import numpy as np
+import pytest
+import torch
+
+from editgan import toyfaces
+from editgan.bundle import Bundle
+from editgan.editor import Editor
+from editgan.geometry import dilate
+from editgan.models import DEMO_BUNDLE
+from editgan.train.stages import HELD_OUT_SEED_BASE, PRESET_SEEDS, user_edit_labels
+
+
+@pytest.fixture(scope="module")
+def editor():
+    return Editor(Bundle.load(DEMO_BUNDLE))
+
+
+def test_manifest_and_parts(editor):
+    info = editor.info()
+    assert info["resolution"] == 64 and [c["name"] for c in info["classes"]] == list(toyfaces.CLASSES)
+    assert info["encoder"] and info["segmenter"]
+    assert {p["name"] for p in info["presets"]} == set(PRESET_SEEDS)
+    size = sum(f.stat().st_size for f in DEMO_BUNDLE.rglob("*") if f.is_file())
+    assert size <= 30 * 2**20
+
+
+def test_samples_are_varied_images(editor):
+    g = editor.generator
+    with torch.no_grad():
+        imgs = g(torch.randn(8, g.z_dim, generator=torch.Generator().manual_seed(0)), truncation_psi=0.7)
+    assert torch.isfinite(imgs).all() and imgs.abs().max() < 3
+    assert imgs.std(dim=0).mean() > 0.05  # not one collapsed image
+
+
+def test_embed_and_segment_a_held_out_render(editor):
+    rgb, labels = toyfaces.render(toyfaces.params_for_seed(HELD_OUT_SEED_BASE + 777), size=64)
+    session = editor.embed(rgb, steps=30)
+    assert session.psnr > 20.0
+    inter = [np.count_nonzero((session.source_labels == c) & (labels == c)) for c in range(3)]
+    union = [np.count_nonzero((session.source_labels == c) | (labels == c)) for c in range(3)]
+    assert np.mean(np.divide(inter, union)) > 0.5  # background, hair, skin
+
+
+def test_smile_edit_changes_only_its_region(editor):
+    pair = toyfaces.sample_edit_pair("smile", HELD_OUT_SEED_BASE + 5, size=64)
+    session = editor.embed(pair["source_rgb"], steps=30)
+    user = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
+    result = editor.edit(session, user)  # the default 30 steps
+    x, y, w, h = result.box
+    assert w > 0 and h > 0
+    far = ~dilate(result.region, 2).numpy()  # the composite is feathered ~1 model pixel beyond Q
+    assert np.array_equal(result.image[far], pair["source_rgb"][far])
+    assert not np.array_equal(result.image, pair["source_rgb"])
