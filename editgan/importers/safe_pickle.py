@@ -49,7 +49,7 @@ def _reconstruct_persistent_obj(meta):
 
 
 def _load_storage_from_bytes(data: bytes):
-    # torch's own helper calls torch.load(weights_only=False); this one never unpickles objects.
+    # torch's own helper runs a full (unrestricted) torch.load here; this one reads tensors only.
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
