@@ -119,7 +119,7 @@ class Bundle:
         """Write the bundle folder (presets already in ``path/presets`` are kept)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        _validate_classes(self.manifest()["classes"], path / MANIFEST)
+        validate_classes(self.manifest()["classes"], path / MANIFEST)
         torch.save(_cpu_state(self.generator), path / "generator.pt")
         for key, module in self.components.items():
             torch.save(_cpu_state(module), path / f"{key}.pt")
@@ -155,7 +155,7 @@ class Bundle:
         for key, expected in (("resolution", gcfg.resolution), ("num_ws", gcfg.num_ws), ("w_dim", gcfg.w_dim)):
             if key in m and m[key] != expected:
                 raise BundleError(f"{manifest_path}: field {key!r} is {m[key]} but the generator config implies {expected}")
-        classes = _validate_classes(m["classes"], manifest_path)
+        classes = validate_classes(m["classes"], manifest_path)
 
         generator = Generator(gcfg)
         _load_state(generator, path / "generator.pt")
@@ -207,7 +207,7 @@ def _load_state(module: nn.Module, file: Path) -> None:
     module.load_state_dict(state)
 
 
-def _validate_classes(classes, where: Path) -> list[ClassInfo]:
+def validate_classes(classes, where: Path) -> list[ClassInfo]:
     if not isinstance(classes, list) or len(classes) < 2:
         raise BundleError(f"{where}: field 'classes' must be a list of at least 2 {{name, color}} entries")
     out, seen_names, seen_colors = [], set(), {}

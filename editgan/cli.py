@@ -99,8 +99,8 @@ def cmd_import(args) -> int:
 
 
 def _read_classes(path: str):
-    from .bundle import _validate_classes
-    return _validate_classes(json.loads(Path(path).read_text()), Path(path))
+    from .bundle import validate_classes
+    return validate_classes(json.loads(Path(path).read_text()), Path(path))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,12 @@ def from_uint8(arr: np.ndarray, device="cpu") -> torch.Tensor:
     if t.ndim == 3:
         t = t[None]
     return t.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def tensor_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of generator-range images ([-1, 1], so the peak-to-peak range is 2)."""
+    mse = ((a.detach() - b.detach()) / 2).square().mean().item()
+    return 10 * math.log10(1 / max(mse, 1e-10))
 
 
 def colorize(labels: np.ndarray, palette) -> np.ndarray:

@@ -22,13 +22,20 @@ def toy_classes() -> list[ClassInfo]:
     return [ClassInfo(name, tuple(int(v) for v in color)) for name, color in zip(CLASSES, PALETTE)]
 
 
-def random_bundle(config: GeneratorConfig = TINY_RANDOM_CONFIG, seed: int = 0, name: str = "tiny-random") -> Bundle:
+def random_bundle(config: GeneratorConfig = TINY_RANDOM_CONFIG, seed: int = 0, name: str = "tiny-random",
+                  with_segmenter: bool = False) -> Bundle:
+    """Random weights; ``with_segmenter`` adds a random segmenter so edits and presets run end to end."""
     torch.manual_seed(seed)
     g = Generator(config).eval()
     with torch.no_grad():
         g.mapping.w_avg.copy_(g.mapping(torch.randn(4000, config.z_dim)).mean(0))
-    return Bundle(name=name, generator=g, classes=toy_classes(), domain="toy-portraits",
-                  licence="MIT", provenance={"kind": "random weights", "seed": seed})
+    bundle = Bundle(name=name, generator=g, classes=toy_classes(), domain="toy-portraits",
+                    licence="MIT", provenance={"kind": "random weights", "seed": seed})
+    if with_segmenter:
+        from .segmenter import Segmenter
+        torch.manual_seed(seed + 1)
+        bundle.components["segmenter"] = Segmenter.for_generator(g, len(bundle.classes)).eval()
+    return bundle
 
 
 def default_bundle_path() -> Path:

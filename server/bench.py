@@ -103,11 +103,7 @@ def local_server(model: str | None, random: bool, tmp: Path):
 
     path = Path(model) if model else default_bundle_path()
     if random or not path.is_dir():
-        bundle = random_bundle()
-        if bundle.segmenter is None:
-            from editgan.segmenter import Segmenter
-            bundle.components["segmenter"] = Segmenter.for_generator(bundle.generator, len(bundle.classes)).eval()
-        path = bundle.save(tmp / "tiny-random")
+        path = random_bundle(with_segmenter=True).save(tmp / "tiny-random")
     return Server(Editor(Bundle.load(path), device="cpu"), "tcp://127.0.0.1:*").start_background()
 
 

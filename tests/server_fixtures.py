@@ -29,13 +29,7 @@ TIMEOUT = 20.0  # seconds any single reply may take in tests
 
 def make_tiny_bundle(path: Path) -> Path:
     from editgan.models import random_bundle
-    bundle = random_bundle()
-    if bundle.segmenter is None:
-        import torch
-        from editgan.segmenter import Segmenter
-        torch.manual_seed(1)
-        bundle.components["segmenter"] = Segmenter.for_generator(bundle.generator, len(bundle.classes)).eval()
-    return bundle.save(path)
+    return random_bundle(with_segmenter=True).save(path)
 
 
 @pytest.fixture(scope="session")

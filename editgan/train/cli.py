@@ -104,10 +104,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=cmd_train_gan)
 
+    def export_args(p):
+        p.add_argument("--run-dir", default="runs/toyfaces-64")
+        p.add_argument("--out", required=True)
+        p.add_argument("--name", default="toyfaces-64")
+
     p = train.add_parser("export", help="GAN checkpoint -> bundle (EMA generator + encoder)")
-    p.add_argument("--run-dir", default="runs/toyfaces-64")
-    p.add_argument("--out", required=True)
-    p.add_argument("--name", default="toyfaces-64")
+    export_args(p)
     p.set_defaults(func=cmd_export)
 
     def model_args(p, steps):
@@ -132,9 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_presets)
 
     p = train.add_parser("all", help="export + encoder + segmenter + presets into a finished bundle")
-    p.add_argument("--run-dir", default="runs/toyfaces-64")
-    p.add_argument("--out", required=True)
-    p.add_argument("--name", default="toyfaces-64")
+    export_args(p)
     p.add_argument("--encoder-steps", type=int, default=2000)
     p.add_argument("--segmenter-steps", type=int, default=1500)
     p.add_argument("--threads", type=int, default=2)

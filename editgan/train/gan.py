@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from tqdm import tqdm
 from ..discriminator import Discriminator
 from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
-from ..imageio import grid, save_png, to_uint8
+from ..imageio import grid, save_png, tensor_psnr, to_uint8
 from .data import ToyFaceStream
 
 log = logging.getLogger("editgan.train")
@@ -166,7 +165,7 @@ class GanTrainer:
         self.opt_e.step()
         self._last_fake = fake.detach()
         stats.update(g_adv=g_adv.item(), rec=rec_loss.item(), latreg=lat_loss.item(),
-                     rec_psnr=_psnr(rec.detach(), real))
+                     rec_psnr=tensor_psnr(rec, real))
 
         self.images_seen += n
         self.iteration += 1
@@ -236,7 +235,3 @@ class GanTrainer:
             self.write_samples()
             log_file.close()
 
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a - b) / 2).square().mean().item()
-    return 10 * math.log10(1 / max(mse, 1e-10))

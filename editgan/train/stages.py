@@ -20,6 +20,7 @@ from .. import toyfaces
 from ..bundle import Bundle
 from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
+from ..imageio import tensor_psnr
 from ..models import toy_classes
 from .data import ToyFaceStream
 
@@ -78,7 +79,7 @@ def finetune_encoder(bundle: Bundle, steps: int = 2000, batch: int = 16, lr: flo
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append(10 * np.log10(4 / max((rec.detach() - real).square().mean().item(), 1e-10)))
+        history.append(tensor_psnr(rec, real))
     enc.eval().requires_grad_(False)
     return history
 
