@@ -6,8 +6,16 @@ keeping a StyleGAN2 whose random samples come from the mapping network:
 * **reconstruction through the encoder**: real renders → encoder → W+ → synthesis, L1 + MSE. The
   synthesis network learns to draw every part early, long before the adversarial signal would
   teach it;
+* **single-W reconstruction**: for a share of the batch the encoder's W+ is replaced by its mean
+  over layers (one W, broadcast), so the synthesis network learns to draw faces from plain W codes,
+  which is what the mapping network feeds it;
+* **mapping matched to the encoder's codes**: the mapping network is trained on its own (with its
+  own optimizer and learning rate) to minimise the sliced Wasserstein distance between its outputs
+  and a bank of recent single-W encoder codes of renders. Random samples therefore land where the
+  synthesis network draws faces. (With only the adversarial signal, scaled down by the mapping's
+  0.01 learning-rate multiplier, its samples stayed off the faces for the whole first run);
 * **latent regression**: the encoder inverts the generator's own samples (W known), which keeps
-  its codes in the region the mapping network produces;
+  its codes and the mapping's in one region;
 * a lighter discriminator with the usual non-saturating logistic loss, lazy R1 and an EMA generator.
 
 Runs resume from ``<run_dir>/checkpoint.pt`` (plain tensors, loaded with ``weights_only=True``).
@@ -57,6 +65,11 @@ class GanTrainConfig:
     r1_interval: int = 16
     rec_weight: float = 4.0
     latreg_weight: float = 1.0
+    single_w_fraction: float = 0.5
+    lr_mapping: float = 0.05
+    code_bank: int = 4096
+    swd_batch: int = 512
+    swd_projections: int = 256
     ema_half_life_images: float = 10_000.0
     ema_rampup: float = 0.05
     seed: int = 0
@@ -88,17 +101,19 @@ class GanTrainer:
         self.E = Encoder.from_config(self.cfg.encoder, gcfg).to(self.device)
         betas = (0.0, 0.99)
         r1_ratio = self.cfg.r1_interval / (self.cfg.r1_interval + 1)  # lazy regularization correction
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=betas)
+        self.opt_g = torch.optim.Adam(self.G.synthesis.parameters(), lr=self.cfg.lr_g, betas=betas)
+        self.opt_map = torch.optim.Adam(self.G.mapping.parameters(), lr=self.cfg.lr_mapping, betas=(0.9, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr_d * r1_ratio,
                                       betas=(0.0, 0.99 ** r1_ratio))
         self.opt_e = torch.optim.Adam(self.E.parameters(), lr=self.cfg.lr_e, betas=(0.9, 0.99))
         self.images_seen = 0
         self.iteration = 0
         self._last_fake = None
+        self.code_bank = torch.zeros(0, gcfg.w_dim, device=self.device)
         if state is not None:
             for name in ("G", "G_ema", "D", "E"):
                 getattr(self, name).load_state_dict(state[name])
-            for name in ("opt_g", "opt_d", "opt_e"):
+            for name in self.OPTIMIZERS:
                 getattr(self, name).load_state_dict(state[name])
             self.images_seen, self.iteration = int(state["images_seen"]), int(state["iteration"])
         if state is None and init_from is not None:
@@ -117,6 +132,8 @@ class GanTrainer:
         self.E.load_state_dict(bundle.encoder.state_dict())
         self.images_seen = int(bundle.provenance.get("images_seen", 0))
         log.info("warm start from %s (%d images seen)", bundle_path, self.images_seen)
+
+    OPTIMIZERS = ("opt_g", "opt_map", "opt_d", "opt_e")
 
     # --- one iteration -------------------------------------------------------------------------
     def step(self) -> dict:
@@ -147,14 +164,19 @@ class GanTrainer:
         stats["d_loss"] = d_loss.item()
         stats["d_real"] = real_logits.mean().item()
 
-        # Generator + encoder: adversarial samples, reconstruction of reals, latent regression.
+        # Synthesis + encoder: adversarial samples, reconstruction of reals (W+ or single W),
+        # latent regression. The mapping network only learns in ``_match_mapping``.
         D.requires_grad_(False)
-        w = G.mapping(torch.randn(n, G.z_dim, device=self.device), update_w_avg=True)
+        with torch.no_grad():
+            w = G.mapping(torch.randn(n, G.z_dim, device=self.device), update_w_avg=True)
         ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
         fake, _ = G.synthesis(ws)
         g_adv = F.softplus(-D(fake)).mean()
         E.w_avg.copy_(G.w_avg)
-        rec, _ = G.synthesis(E(real))
+        codes = E(real)
+        single = codes.mean(dim=1, keepdim=True)
+        use_single = torch.rand(n, 1, 1, device=self.device) < cfg.single_w_fraction
+        rec, _ = G.synthesis(torch.where(use_single, single.expand_as(codes), codes))
         rec_loss = (rec - real).abs().mean() + (rec - real).square().mean()
         lat_loss = (E(fake.detach()) - ws.detach()).square().mean()
         loss = g_adv + cfg.rec_weight * rec_loss + cfg.latreg_weight * lat_loss
@@ -166,11 +188,26 @@ class GanTrainer:
         self._last_fake = fake.detach()
         stats.update(g_adv=g_adv.item(), rec=rec_loss.item(), latreg=lat_loss.item(),
                      rec_psnr=tensor_psnr(rec, real))
+        self.code_bank = torch.cat([single.detach().squeeze(1), self.code_bank])[:cfg.code_bank]
+        if len(self.code_bank) >= cfg.swd_batch:
+            stats["swd"] = self._match_mapping()
 
         self.images_seen += n
         self.iteration += 1
         self._update_ema(n)
         return stats
+
+    def _match_mapping(self) -> float:
+        """One step of the mapping network towards the bank of encoder codes (sliced Wasserstein:
+        sorted 1-D projections on random directions must agree; no critic to balance)."""
+        cfg, mapping = self.cfg, self.G.mapping
+        target = self.code_bank[torch.randperm(len(self.code_bank), device=self.device)[:cfg.swd_batch]]
+        w = mapping(torch.randn(cfg.swd_batch, self.G.z_dim, device=self.device))
+        loss = sliced_wasserstein(w, target, cfg.swd_projections)
+        self.opt_map.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_map.step()
+        return loss.item()
 
     @torch.no_grad()
     def _update_ema(self, batch: int) -> None:
@@ -194,7 +231,7 @@ class GanTrainer:
 
     def save_checkpoint(self) -> Path:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        state = {name: getattr(self, name).state_dict() for name in ("G", "G_ema", "D", "E", "opt_g", "opt_d", "opt_e")}
+        state = {name: getattr(self, name).state_dict() for name in ("G", "G_ema", "D", "E", *self.OPTIMIZERS)}
         state.update(images_seen=self.images_seen, iteration=self.iteration, config_json=json.dumps(self.cfg.to_dict()))
         tmp = self.run_dir / "checkpoint.pt.tmp"
         torch.save(state, tmp)
@@ -217,7 +254,8 @@ class GanTrainer:
                 for k, v in stats.items():
                     running[k] = 0.9 * running.get(k, v) + 0.1 * v
                 if self.iteration % 10 == 0:
-                    bar.set_postfix({k: f"{running[k]:.3g}" for k in ("d_loss", "g_adv", "rec_psnr", "latreg")})
+                    bar.set_postfix({k: f"{running[k]:.3g}" for k in ("d_loss", "g_adv", "rec_psnr", "latreg", "swd")
+                                     if k in running})
                     log_file.write(json.dumps({"images": self.images_seen, "time": round(time.time() - t_start, 1), **running}) + "\n")
                     log_file.flush()
                 if self.images_seen >= next_sample:
@@ -235,3 +273,10 @@ class GanTrainer:
             self.write_samples()
             log_file.close()
 
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int) -> torch.Tensor:
+    """Squared sliced Wasserstein-2 distance between two equal-size point sets [N, D]."""
+    assert a.shape == b.shape and a.ndim == 2, f"need two [N, D] sets of one shape, got {a.shape}, {b.shape}"
+    directions = F.normalize(torch.randn(a.shape[1], projections, device=a.device), dim=0)
+    return ((a @ directions).sort(dim=0).values - (b @ directions).sort(dim=0).values).square().mean()
