@@ -18,6 +18,7 @@ import torch
 from . import presets as presets_lib
 from .bundle import Bundle, BundleError, sanitize_name
 from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit
+from .embedding import default_embed_settings
 from .embedding import embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
 from .perceptual import make_perceptual_loss
@@ -109,6 +110,7 @@ class Editor:
             if module is not None:
                 module.to(self.device).eval().requires_grad_(False)
         self.perceptual, self.perceptual_status = make_perceptual_loss(self.device, perceptual)
+        self.embed_settings = default_embed_settings(self.perceptual_status["kind"])
         self.class_names = [c.name for c in bundle.classes]
         if self.segmenter is not None and self.segmenter.num_classes != len(self.class_names):
             raise EditorError("invalid_argument", f"segmenter predicts {self.segmenter.num_classes} classes, "
@@ -131,7 +133,8 @@ class Editor:
         steps = _check_steps(steps, "steps", minimum=0)  # 0: the encoder's guess alone
         model_image, geo = fit(image, self.generator.resolution)
         e = embed_image(self.generator, model_image, perceptual=self.perceptual, encoder=self.encoder,
-                        segmenter=self.segmenter, steps=steps, progress=progress, should_cancel=should_cancel)
+                        segmenter=self.segmenter, steps=steps, settings=self.embed_settings, progress=progress,
+                        should_cancel=should_cancel)
         source_labels = None if e.labels is None else to_source(e.labels, geo)
         return Session(image.copy(), e.ws.detach(), e.image, e.labels, source_labels, geo, e.psnr)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from editgan.editing import Cancelled, psnr
-from editgan.embedding import EmbedSettings, embed, initial_latent
+from editgan.embedding import EmbedSettings, default_embed_settings, embed, initial_latent
 from editgan.imageio import from_uint8, to_uint8
 from tests.test_editing import tiny_models
 
@@ -69,3 +69,17 @@ def test_settings_validation():
         EmbedSettings(lr=0)
     with pytest.raises(ValueError):
         EmbedSettings(lambda_reg=float("inf"))
+
+
+def test_default_settings_follow_the_perceptual_loss():
+    assert default_embed_settings("lpips-vgg16") == EmbedSettings()  # the paper's weights with real LPIPS
+    fallback = default_embed_settings("ms-ssim-fallback")
+    assert fallback.lambda_mse > EmbedSettings().lambda_mse and fallback.lr > EmbedSettings().lr
+
+
+def test_editor_embeds_with_the_settings_of_its_perceptual_loss(tmp_path):
+    from editgan.bundle import Bundle
+    from editgan.editor import Editor
+    from tests.server_fixtures import make_tiny_bundle
+    editor = Editor(Bundle.load(make_tiny_bundle(tmp_path / "b")))
+    assert editor.embed_settings == default_embed_settings(editor.perceptual_status["kind"])

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from editgan.train.gan import GanTrainConfig, GanTrainer, sliced_wasserstein
@@ -76,3 +77,14 @@ def test_step_fills_the_code_bank_and_reports_the_mapping_loss(tmp_path):
     first, second, third = (trainer.step() for _ in range(3))
     assert "swd" not in first and "swd" in third  # 4, then 8 codes banked: matching starts
     assert len(trainer.code_bank) == 10  # a ring of the newest codes, capped
+
+
+def test_overrides_apply_to_a_resumed_run_and_unknown_names_are_refused(tmp_path):
+    GanTrainer(tmp_path / "o", _cfg()).save_checkpoint()
+    resumed = GanTrainer(tmp_path / "o", overrides={"adv_weight": 0.25, "lr_e": 0.004, "batch": 2.0})
+    assert resumed.cfg.adv_weight == 0.25 and resumed.cfg.batch == 2 and isinstance(resumed.cfg.batch, int)
+    assert resumed.opt_e.param_groups[0]["lr"] == 0.004  # not the checkpoint's optimizer lr
+    resumed.save_checkpoint()
+    assert GanTrainer(tmp_path / "o").cfg.adv_weight == 0.25  # kept in the checkpoint
+    with pytest.raises(ValueError, match="cannot set"):
+        GanTrainer(tmp_path / "o", overrides={"generator": 1.0})

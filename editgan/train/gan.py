@@ -61,8 +61,10 @@ class GanTrainConfig:
     lr_g: float = 0.002
     lr_d: float = 0.002
     lr_e: float = 0.001
+    beta1_g: float = 0.0
     r1_gamma: float = 0.05
     r1_interval: int = 16
+    adv_weight: float = 1.0
     rec_weight: float = 4.0
     latreg_weight: float = 1.0
     single_w_fraction: float = 0.5
@@ -80,10 +82,11 @@ class GanTrainConfig:
 
 class GanTrainer:
     def __init__(self, run_dir: str | Path, cfg: GanTrainConfig | None = None, device: str = "cpu",
-                 init_from: str | Path | None = None):
+                 init_from: str | Path | None = None, overrides: dict[str, float] | None = None):
         """Resume ``run_dir`` if it has a checkpoint; else start fresh, or warm-start generator and
         encoder from the bundle ``init_from`` (the committed demo model: training can continue in a
-        session whose run folder is gone; the discriminator restarts)."""
+        session whose run folder is gone; the discriminator restarts). ``overrides`` change numeric
+        hyper-parameters, also of a resumed run (a staged recipe, e.g. the adversarial weight)."""
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         ckpt_path = self.run_dir / "checkpoint.pt"
@@ -91,7 +94,7 @@ class GanTrainer:
         if state is not None:
             cfg = GanTrainConfig(**json.loads(state["config_json"]))
             log.info("resuming %s at %d images", ckpt_path, int(state["images_seen"]))
-        self.cfg = cfg or GanTrainConfig()
+        self.cfg = _with_overrides(cfg or GanTrainConfig(), overrides or {})
         gcfg = GeneratorConfig.from_dict(self.cfg.generator)
         torch.manual_seed(self.cfg.seed)
         self.G = Generator(gcfg).to(self.device)
@@ -99,7 +102,7 @@ class GanTrainer:
         self.G_ema.load_state_dict(self.G.state_dict())
         self.D = Discriminator(gcfg.resolution, self.cfg.d_channel_base, self.cfg.d_channel_max).to(self.device)
         self.E = Encoder.from_config(self.cfg.encoder, gcfg).to(self.device)
-        betas = (0.0, 0.99)
+        betas = (self.cfg.beta1_g, 0.99)
         r1_ratio = self.cfg.r1_interval / (self.cfg.r1_interval + 1)  # lazy regularization correction
         self.opt_g = torch.optim.Adam(self.G.synthesis.parameters(), lr=self.cfg.lr_g, betas=betas)
         self.opt_map = torch.optim.Adam(self.G.mapping.parameters(), lr=self.cfg.lr_mapping, betas=(0.9, 0.99))
@@ -114,7 +117,11 @@ class GanTrainer:
             for name in ("G", "G_ema", "D", "E"):
                 getattr(self, name).load_state_dict(state[name])
             for name in self.OPTIMIZERS:
-                getattr(self, name).load_state_dict(state[name])
+                opt = getattr(self, name)
+                configured = [(g["lr"], g["betas"]) for g in opt.param_groups]
+                opt.load_state_dict(state[name])
+                for group, (lr, betas) in zip(opt.param_groups, configured):  # the config (maybe overridden) wins
+                    group["lr"], group["betas"] = lr, betas
             self.images_seen, self.iteration = int(state["images_seen"]), int(state["iteration"])
         if state is None and init_from is not None:
             self._warm_start(init_from)
@@ -179,7 +186,7 @@ class GanTrainer:
         rec, _ = G.synthesis(torch.where(use_single, single.expand_as(codes), codes))
         rec_loss = (rec - real).abs().mean() + (rec - real).square().mean()
         lat_loss = (E(fake.detach()) - ws.detach()).square().mean()
-        loss = g_adv + cfg.rec_weight * rec_loss + cfg.latreg_weight * lat_loss
+        loss = cfg.adv_weight * g_adv + cfg.rec_weight * rec_loss + cfg.latreg_weight * lat_loss
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_e.zero_grad(set_to_none=True)
         loss.backward()
@@ -273,6 +280,17 @@ class GanTrainer:
             self.write_samples()
             log_file.close()
 
+
+
+def _with_overrides(cfg: GanTrainConfig, overrides: dict[str, float]) -> GanTrainConfig:
+    numeric = {f.name: f.type for f in dataclasses.fields(cfg) if f.type in ("int", "float", int, float)}
+    unknown = set(overrides) - set(numeric)
+    if unknown:
+        raise ValueError(f"cannot set {sorted(unknown)}: numeric hyper-parameters are {sorted(numeric)}")
+    for name, value in overrides.items():
+        log.info("setting %s = %s (was %s)", name, value, getattr(cfg, name))
+    return dataclasses.replace(cfg, **{k: int(v) if numeric[k] in ("int", int) else float(v)
+                                       for k, v in overrides.items()})
 
 
 def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int) -> torch.Tensor:

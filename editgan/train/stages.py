@@ -96,7 +96,7 @@ def annotated_renders(seeds, resolution: int) -> tuple[list[np.ndarray], list[np
 def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int = 1500, members: int = 3,
                           seeds=ANNOTATION_SEEDS, lr: float = 3e-3) -> dict:
     """DatasetGAN few-shot: embed 16 annotated renders, train the ensemble on their generator features."""
-    from ..embedding import embed
+    from ..embedding import default_embed_settings, embed
     from ..perceptual import make_perceptual_loss
     from ..segmenter import train_segmenter
     g = bundle.generator
@@ -105,7 +105,8 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
     ws_list, psnrs = [], []
     t0 = time.perf_counter()
     for img in tqdm(images, desc="embed annotations", unit="img"):
-        e = embed(g, img, perceptual=perceptual, encoder=bundle.encoder, steps=embed_steps)
+        e = embed(g, img, perceptual=perceptual, encoder=bundle.encoder, steps=embed_steps,
+                  settings=default_embed_settings(status["kind"]))
         ws_list.append(e.ws.detach())
         psnrs.append(e.psnr)
     t_embed = time.perf_counter() - t0
