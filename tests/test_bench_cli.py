@@ -26,4 +26,19 @@ def test_bench_cli_writes_json_markdown_and_pictures(tmp_path):
     assert "preset+10" in results["tasks"]["summary"]["smile"]
     md = out_md.read_text()
     assert "FALLBACK, NOT LPIPS" in md and "## Edit quality" in md and "## Timings" in md
-    assert (tmp_path / "img" / "bench-edits.png").is_file()
+    assert (tmp_path / "img" / "bench-edits.png").is_file() and (tmp_path / "img" / "demo-inversion.png").is_file()
+
+
+def test_bench_update_merges_parts_from_separate_runs(tmp_path):
+    bundle_dir = make_tiny_bundle(tmp_path / "tiny")
+    out_json, out_md = tmp_path / "b.json", tmp_path / "b.md"
+    common = ["bench", "--model", str(bundle_dir), "--repeats", "1", "--embed-steps", "1", "--threads", "1",
+              "--quality-images", "1", "--out-json", str(out_json), "--out-md", str(out_md)]
+    assert main(common + ["--parts", "model"]) == 0
+    assert main(common + ["--parts", "timings", "--update"]) == 0
+    results = json.loads(out_json.read_text())
+    assert {"model_quality", "timings"} <= set(results)  # the first run's part survived
+    assert set(results["header"]["parts"]) == {"model", "timings"}
+    assert "## Timings" in out_md.read_text() and "## Demo model" in out_md.read_text()
+    assert main(common + ["--parts", "timings"]) == 0  # without --update: a fresh report
+    assert "model_quality" not in json.loads(out_json.read_text())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import logging
 import platform
@@ -80,13 +81,32 @@ def cmd_bench(args) -> int:
     if "large" in parts:
         results["large"] = run_large()  # fresh processes with torch's default threads, like the anchors
     if "pictures" in parts:
-        from .pictures import comparison_sheet
+        from .pictures import comparison_sheet, inversion_sheet
         sheet = comparison_sheet(editor, Path(args.images_dir) / "bench-edits.png", embed_steps=args.embed_steps)
         results["header"]["comparison sheet"] = f"![edits]({Path('images') / sheet.name})"
-    write_results(results, args.out_json, args.out_md)
+        sheet = inversion_sheet(editor, Path(args.images_dir) / "demo-inversion.png", embed_steps=args.embed_steps)
+        results["header"]["inversion sheet"] = f"![inversion]({Path('images') / sheet.name})"
+    results["header"]["parts"] = {p: results["header"]["date"] for p in parts}
+    if args.update:
+        _merge_and_write(results, Path(args.out_json), args.out_md)
+    else:
+        write_results(results, args.out_json, args.out_md)
     print(json.dumps(results["header"], indent=2))
     print(f"wrote {args.out_json} and {args.out_md}")
     return 0
+
+
+def _merge_and_write(results: dict, out_json: Path, out_md) -> None:
+    """Merge into ``out_json`` under a lock: parts run in parallel processes (or on another day)
+    land in one report, and the header's "parts" line says which ran when."""
+    from . import write_results
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_json.with_name(out_json.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        previous = json.loads(out_json.read_text()) if out_json.is_file() else {}
+        header = {**previous.get("header", {}), **results["header"]}
+        header["parts"] = {**previous.get("header", {}).get("parts", {}), **results["header"]["parts"]}
+        write_results({**previous, **results, "header": header}, out_json, out_md)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,6 +118,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="runs per timing (median reported)")
     p.add_argument("--embed-steps", type=int, default=100, help="embedding optimizer steps (paper: 100)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--update", action="store_true",
+                   help="merge into an existing --out-json: its other parts are kept (run parts in parallel)")
     p.add_argument("--out-json", default="docs/benchmarks.json")
     p.add_argument("--out-md", default="docs/benchmarks.md")
     p.add_argument("--images-dir", default="docs/images")

@@ -82,6 +82,8 @@ def to_markdown(results: dict, title: str = "EditGAN benchmarks") -> str:
     """Markdown report with one section per part present in ``results``."""
     out = [f"# {title}", ""]
     for key, value in results.get("header", {}).items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} ({v})" for k, v in value.items())
         out.append(f"- **{key}**: {value}")
     sections = [("model_quality", "Demo model: inversion and segmentation", model_quality_table),
                 ("tasks", "Edit quality on toy-portrait counterfactuals", tasks_table),
