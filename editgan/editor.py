@@ -18,8 +18,7 @@ import torch
 from . import presets as presets_lib
 from .bundle import Bundle, BundleError, sanitize_name
 from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit
-from .embedding import default_embed_settings
-from .embedding import embed as embed_image
+from .embedding import default_embed_settings, embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
 from .perceptual import make_perceptual_loss
 

@@ -88,3 +88,18 @@ def test_overrides_apply_to_a_resumed_run_and_unknown_names_are_refused(tmp_path
     assert GanTrainer(tmp_path / "o").cfg.adv_weight == 0.25  # kept in the checkpoint
     with pytest.raises(ValueError, match="cannot set"):
         GanTrainer(tmp_path / "o", overrides={"generator": 1.0})
+
+
+@pytest.mark.parametrize("bad", [["--set", "adv_weight"], ["--set", "adv_weight=lots"]])
+def test_train_gan_cli_rejects_malformed_settings_as_usage_errors(tmp_path, bad, capsys):
+    from editgan.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "gan", "--run-dir", str(tmp_path / "r"), *bad])
+    assert exc.value.code == 2 and "NAME=NUMBER" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing started
+
+
+def test_train_gan_cli_names_an_unknown_setting(tmp_path):
+    from editgan.cli import main
+    with pytest.raises(SystemExit, match="cannot set"):
+        main(["train", "gan", "--run-dir", str(tmp_path / "r"), "--set", "no_such=1"])

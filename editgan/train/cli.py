@@ -23,18 +23,25 @@ def cmd_train_gan(args) -> int:
     torch.set_num_threads(args.threads)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     cfg = GanTrainConfig(batch=args.batch, seed=args.seed)
-    trainer = GanTrainer(args.run_dir, cfg, device=args.device, init_from=args.init_from,
-                         overrides=dict(_parse_setting(s) for s in args.set))
+    try:
+        trainer = GanTrainer(args.run_dir, cfg, device=args.device, init_from=args.init_from, overrides=dict(args.set))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
     trainer.train(total_images=int(args.kimg * 1000), sample_every=int(args.sample_kimg * 1000),
                   checkpoint_every=int(args.checkpoint_kimg * 1000), max_minutes=args.max_minutes)
     return 0
 
 
 def _parse_setting(text: str) -> tuple[str, float]:
+    """argparse type of ``--set``: ``NAME=VALUE`` with a numeric value (bad syntax is a usage error)."""
     name, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set wants NAME=VALUE, got {text!r}")
-    return name.strip(), float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not sep or number is None:
+        raise argparse.ArgumentTypeError(f"--set wants NAME=NUMBER, got {text!r}")
+    return name.strip(), number
 
 
 def _load(path):
@@ -116,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", default=None, help="bundle to warm-start G and the encoder from when run-dir is empty")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=_parse_setting,
                    help="change a numeric hyper-parameter, also of a resumed run (e.g. --set adv_weight=0.1); "
                         "the checkpoint keeps the new value")
     p.set_defaults(func=cmd_train_gan)

@@ -102,11 +102,11 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
     g = bundle.generator
     perceptual, status = make_perceptual_loss(prefer="auto")
     images, labels = annotated_renders(seeds, g.resolution)
+    settings = default_embed_settings(status["kind"])
     ws_list, psnrs = [], []
     t0 = time.perf_counter()
     for img in tqdm(images, desc="embed annotations", unit="img"):
-        e = embed(g, img, perceptual=perceptual, encoder=bundle.encoder, steps=embed_steps,
-                  settings=default_embed_settings(status["kind"]))
+        e = embed(g, img, perceptual=perceptual, encoder=bundle.encoder, steps=embed_steps, settings=settings)
         ws_list.append(e.ws.detach())
         psnrs.append(e.psnr)
     t_embed = time.perf_counter() - t0
