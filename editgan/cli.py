@@ -1,4 +1,4 @@
-"""``editgan`` command line: info, sample, demo, import-stylegan, render, and (later) train/bench."""
+"""``editgan`` command line: info, sample, demo, import-stylegan, render, train and bench."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from editgan.train.gan import GanTrainConfig, GanTrainer, sliced_wasserstein
+import torch.nn.functional as F
+
+from editgan.train.gan import GanTrainConfig, GanTrainer, edge_loss, pixel_loss, sliced_wasserstein
 from tests.conftest import tiny_config
 
 TINY_ENCODER = {"base_channels": 8, "max_channels": 16, "head_channels": 8}
@@ -42,6 +44,22 @@ def test_reconstruction_improves_on_a_fixed_batch(tmp_path):
     for _ in range(15):
         last = trainer.step()["rec"]
     assert last < 0.7 * first
+
+
+def test_edge_loss_charges_blur_of_small_parts_more_than_the_pixel_loss():
+    """A one-pixel dot blurred away costs little in L1 + MSE but all of its edges in the edge loss."""
+    sharp = torch.zeros(1, 3, 16, 16)
+    sharp[..., 7, 7] = 1.0
+    blurred = F.avg_pool2d(sharp, 3, stride=1, padding=1)
+    flat_shift = sharp + 0.1  # same image, brighter: no edge changes
+    assert edge_loss(sharp, sharp).item() == 0 and pixel_loss(sharp, sharp).item() == 0
+    assert edge_loss(flat_shift, sharp).item() < 1e-7 < pixel_loss(flat_shift, sharp).item()
+    assert edge_loss(blurred, sharp).item() > 2 * pixel_loss(blurred, sharp).item()
+    rec = blurred.clone().requires_grad_(True)
+    edge_loss(rec, sharp).backward()
+    assert rec.grad[0, 0, 7, 7] < 0  # pushes the dot's centre back up
+    with pytest.raises(AssertionError):
+        edge_loss(sharp, sharp[..., :8])
 
 
 def test_sliced_wasserstein_is_zero_for_permutations_and_grows_with_shift():

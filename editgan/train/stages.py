@@ -23,6 +23,7 @@ from ..generator import Generator, GeneratorConfig
 from ..imageio import tensor_psnr
 from ..models import toy_classes
 from .data import ToyFaceStream
+from .gan import edge_loss, pixel_loss
 
 log = logging.getLogger("editgan.train")
 
@@ -50,10 +51,11 @@ def export_bundle(run_dir: str | Path, out: str | Path, name: str = "toyfaces-64
 
 
 def finetune_encoder(bundle: Bundle, steps: int = 2000, batch: int = 16, lr: float = 3e-4, seed: int = 7,
-                     rec_weight: float = 1.0, latreg_weight: float = 1.0) -> list[float]:
+                     rec_weight: float = 1.0, latreg_weight: float = 1.0, edge_weight: float = 1.0) -> list[float]:
     """Fit the encoder to the *final* (EMA) generator, which stays frozen.
 
-    Renders: reconstruction (L1 + MSE) through the generator. Samples: latent regression (the W
+    Renders: reconstruction (L1 + MSE + ``edge_weight`` × L1 of finite differences, as in GAN
+    training) through the generator. Samples: latent regression (the W
     that made them is known) + reconstruction. Returns the reconstruction PSNR per step.
     """
     g, enc = bundle.generator.requires_grad_(False), bundle.encoder
@@ -71,7 +73,7 @@ def finetune_encoder(bundle: Bundle, steps: int = 2000, batch: int = 16, lr: flo
             fake, _ = g.synthesis(ws_fake)
         ws_real = enc(real)
         rec, _ = g.synthesis(ws_real)
-        rec_loss = (rec - real).abs().mean() + (rec - real).square().mean()
+        rec_loss = pixel_loss(rec, real) + edge_weight * edge_loss(rec, real)
         ws_pred = enc(fake)
         rec_fake, _ = g.synthesis(ws_pred)
         lat_loss = (ws_pred - ws_fake).square().mean() + (rec_fake - fake).abs().mean()
