@@ -121,3 +121,23 @@ def test_train_gan_cli_names_an_unknown_setting(tmp_path):
     from editgan.cli import main
     with pytest.raises(SystemExit, match="cannot set"):
         main(["train", "gan", "--run-dir", str(tmp_path / "r"), "--set", "no_such=1"])
+
+
+def test_train_gan_cli_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
+    """Real process, real signal: the run stops, keeps its progress, and says how to resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "editgan.cli", "train", "gan", "--run-dir", str(run),
+                             "--kimg", "100", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "log.jsonl").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the log file opens when the first training step starts
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted at" in err and "to resume" in err
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert "G_ema" in state and state["images_seen"] >= 0

@@ -27,8 +27,13 @@ def cmd_train_gan(args) -> int:
         trainer = GanTrainer(args.run_dir, cfg, device=args.device, init_from=args.init_from, overrides=dict(args.set))
     except ValueError as e:
         raise SystemExit(f"error: {e}")
-    trainer.train(total_images=int(args.kimg * 1000), sample_every=int(args.sample_kimg * 1000),
-                  checkpoint_every=int(args.checkpoint_kimg * 1000), max_minutes=args.max_minutes)
+    try:
+        trainer.train(total_images=int(args.kimg * 1000), sample_every=int(args.sample_kimg * 1000),
+                      checkpoint_every=int(args.checkpoint_kimg * 1000), max_minutes=args.max_minutes)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: ``train`` has written the checkpoint on its way out
+        log.info("interrupted at %d images; checkpoint in %s (run the same command to resume)",
+                 trainer.images_seen, Path(args.run_dir) / "checkpoint.pt")
+        return 130
     return 0
 
 
