@@ -1,6 +1,10 @@
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
-
 import torch.nn.functional as F
 
 from editgan.train.gan import GanTrainConfig, GanTrainer, edge_loss, pixel_loss, sliced_wasserstein
@@ -108,7 +112,8 @@ def test_overrides_apply_to_a_resumed_run_and_unknown_names_are_refused(tmp_path
         GanTrainer(tmp_path / "o", overrides={"generator": 1.0})
 
 
-@pytest.mark.parametrize("bad", [["--set", "adv_weight"], ["--set", "adv_weight=lots"]])
+@pytest.mark.parametrize("bad", [["--set", "adv_weight"], ["--set", "adv_weight=lots"], ["--set", "lr_g=nan"],
+                                 ["--set", "lr_g=inf"]])
 def test_train_gan_cli_rejects_malformed_settings_as_usage_errors(tmp_path, bad, capsys):
     from editgan.cli import main
     with pytest.raises(SystemExit) as exc:
@@ -125,10 +130,6 @@ def test_train_gan_cli_names_an_unknown_setting(tmp_path):
 
 def test_train_gan_cli_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     """Real process, real signal: the run stops, keeps its progress, and says how to resume."""
-    import signal
-    import subprocess
-    import sys
-    import time
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "editgan.cli", "train", "gan", "--run-dir", str(run),
                              "--kimg", "100", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

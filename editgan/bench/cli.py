@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .report import write_results
+
 PARTS = ("model", "tasks", "timings", "generator", "server", "large", "pictures")
 log = logging.getLogger("editgan.bench")
 
@@ -38,7 +40,7 @@ def cmd_bench(args) -> int:
     from ..bundle import Bundle
     from ..editor import Editor
     from ..models import default_bundle_path
-    from . import run_large, run_tasks, run_timings, write_results
+    from . import run_large, run_tasks, run_timings
 
     torch.set_num_threads(args.threads)
     parts = PARTS if args.parts == "all" else tuple(p.strip() for p in args.parts.split(","))
@@ -100,7 +102,6 @@ def cmd_bench(args) -> int:
 def _merge_and_write(results: dict, out_json: Path, out_md) -> None:
     """Merge into ``out_json`` under a lock: parts run in parallel processes (or on another day)
     land in one report, and the header's "parts" line says which ran when."""
-    from . import write_results
     out_json.parent.mkdir(parents=True, exist_ok=True)
     with open(out_json.with_name(out_json.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

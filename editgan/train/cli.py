@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import time
 from pathlib import Path
@@ -43,9 +44,9 @@ def _parse_setting(text: str) -> tuple[str, float]:
     try:
         number = float(value)
     except ValueError:
-        number = None
-    if not sep or number is None:
-        raise argparse.ArgumentTypeError(f"--set wants NAME=NUMBER, got {text!r}")
+        number = math.nan
+    if not sep or not math.isfinite(number):  # nan / inf parse as floats but would wreck a run
+        raise argparse.ArgumentTypeError(f"--set wants NAME=NUMBER (a finite number), got {text!r}")
     return name.strip(), number
 
 

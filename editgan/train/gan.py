@@ -1,6 +1,6 @@
 """StyleGAN2 training on streamed toy-portrait renders, with a jointly trained encoder.
 
-Pure adversarial training needs many CPU hours; three additions converge faster on purpose while
+Pure adversarial training needs many CPU hours; these additions converge faster on purpose while
 keeping a StyleGAN2 whose random samples come from the mapping network:
 
 * **reconstruction through the encoder**: real renders → encoder → W+ → synthesis, L1 + MSE, plus
@@ -286,7 +286,6 @@ class GanTrainer:
             self.save_checkpoint()
             self.write_samples()
             log_file.close()
-
 
 
 def _with_overrides(cfg: GanTrainConfig, overrides: dict[str, float]) -> GanTrainConfig:
