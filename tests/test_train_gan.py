@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from editgan.train.gan import GanTrainConfig, GanTrainer, edge_loss, pixel_loss, sliced_wasserstein
+from editgan.train.stages import export_bundle
 from tests.conftest import tiny_config
 
 TINY_ENCODER = {"base_channels": 8, "max_channels": 16, "head_channels": 8}
@@ -110,6 +111,30 @@ def test_overrides_apply_to_a_resumed_run_and_unknown_names_are_refused(tmp_path
     assert GanTrainer(tmp_path / "o").cfg.adv_weight == 0.25  # kept in the checkpoint
     with pytest.raises(ValueError, match="cannot set"):
         GanTrainer(tmp_path / "o", overrides={"generator": 1.0})
+
+
+@pytest.mark.parametrize("name, value", [("d_channel_base", 1024.0), ("adv_weight", -1.0), ("lr_g", 0.0),
+                                         ("single_w_fraction", 2.0), ("batch", 8.5), ("batch", 0.0)])
+def test_overrides_refuse_architecture_and_out_of_range_values(tmp_path, name, value):
+    GanTrainer(tmp_path / "o", _cfg()).save_checkpoint()
+    with pytest.raises(ValueError, match=name):
+        GanTrainer(tmp_path / "o", overrides={name: value})
+
+
+def test_warm_start_from_a_bundle_keeps_its_recipe(tmp_path, caplog):
+    """Continuing from an exported bundle must not fall back to the default recipe."""
+    trainer = GanTrainer(tmp_path / "run", _cfg(), overrides={"adv_weight": 0.1, "single_w_fraction": 0.35})
+    trainer.step()
+    trainer.save_checkpoint()
+    export_bundle(tmp_path / "run", tmp_path / "bundle")
+    asked = GanTrainConfig(batch=8)  # the CLI's --batch: loses to the bundle's recipe, with a warning
+    with caplog.at_level("WARNING", logger="editgan.train"):
+        warm = GanTrainer(tmp_path / "next", asked, init_from=tmp_path / "bundle", overrides={"lr_e": 0.003})
+    assert (warm.cfg.adv_weight, warm.cfg.single_w_fraction, warm.cfg.batch) == (0.1, 0.35, 4)
+    assert warm.cfg.lr_e == 0.003 and warm.images_seen == trainer.images_seen
+    assert "batch=4" in caplog.text
+    for a, b in zip(warm.G.state_dict().values(), trainer.G_ema.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("bad", [["--set", "adv_weight"], ["--set", "adv_weight=lots"], ["--set", "lr_g=nan"],

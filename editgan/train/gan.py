@@ -91,15 +91,24 @@ class GanTrainer:
                  init_from: str | Path | None = None, overrides: dict[str, float] | None = None):
         """Resume ``run_dir`` if it has a checkpoint; else start fresh, or warm-start generator and
         encoder from the bundle ``init_from`` (the committed demo model: training can continue in a
-        session whose run folder is gone; the discriminator restarts). ``overrides`` change numeric
-        hyper-parameters, also of a resumed run (a staged recipe, e.g. the adversarial weight)."""
+        session whose run folder is gone; the discriminator restarts). A resumed or warm-started
+        run keeps its recorded recipe over ``cfg``; ``overrides`` change numeric hyper-parameters,
+        also of such a run (a staged recipe, e.g. the adversarial weight)."""
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         ckpt_path = self.run_dir / "checkpoint.pt"
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.is_file() else None
+        bundle = recorded = None
         if state is not None:
-            cfg = GanTrainConfig(**json.loads(state["config_json"]))
+            recorded = GanTrainConfig(**json.loads(state["config_json"]))
             log.info("resuming %s at %d images", ckpt_path, int(state["images_seen"]))
+        elif init_from is not None:
+            from ..bundle import Bundle
+            bundle = Bundle.load(init_from)
+            recorded = _recorded_config(bundle)
+        if recorded is not None:  # a run goes on with its own recipe; only ``overrides`` change it
+            _warn_ignored(cfg, recorded)
+            cfg = recorded
         self.cfg = _with_overrides(cfg or GanTrainConfig(), overrides or {})
         gcfg = GeneratorConfig.from_dict(self.cfg.generator)
         torch.manual_seed(self.cfg.seed)
@@ -129,15 +138,13 @@ class GanTrainer:
                 for group, (lr, betas) in zip(opt.param_groups, configured):  # the config (maybe overridden) wins
                     group["lr"], group["betas"] = lr, betas
             self.images_seen, self.iteration = int(state["images_seen"]), int(state["iteration"])
-        if state is None and init_from is not None:
-            self._warm_start(init_from)
+        if bundle is not None:
+            self._warm_start(bundle, init_from)
         self.data = ToyFaceStream(gcfg.resolution, self.cfg.batch, seed=self.cfg.seed * 1_000_003 + self.iteration)
         self.fixed_z = torch.randn(16, gcfg.z_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.fixed_real = ToyFaceStream(gcfg.resolution, 8, seed=10 ** 9).next_batch().to(self.device)
 
-    def _warm_start(self, bundle_path) -> None:
-        from ..bundle import Bundle
-        bundle = Bundle.load(bundle_path)
+    def _warm_start(self, bundle, bundle_path) -> None:
         if bundle.generator.cfg != self.G.cfg or bundle.encoder is None:
             raise ValueError(f"{bundle_path}: generator config differs from the training config, or no encoder")
         self.G.load_state_dict(bundle.generator.state_dict())
@@ -288,15 +295,48 @@ class GanTrainer:
             log_file.close()
 
 
+def _recorded_config(bundle) -> GanTrainConfig | None:
+    """The recipe a bundle was trained with (``provenance.train_config``), if it names one."""
+    recorded = bundle.provenance.get("train_config")
+    if not isinstance(recorded, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(GanTrainConfig)}
+    return GanTrainConfig(**{k: v for k, v in recorded.items() if k in known})
+
+
+def _warn_ignored(asked: GanTrainConfig | None, recorded: GanTrainConfig) -> None:
+    """Say so when a setting the caller chose (not left at its default) loses to the run's own."""
+    if asked is None:
+        return
+    default = GanTrainConfig()
+    lost = [f.name for f in dataclasses.fields(asked)
+            if getattr(asked, f.name) not in (getattr(default, f.name), getattr(recorded, f.name))]
+    if lost:
+        log.warning("keeping the run's own %s (use --set NAME=VALUE to change them)",
+                    ", ".join(f"{n}={getattr(recorded, n)}" for n in lost))
+
+
+# Sizes of the checkpoint's tensors: fixed when a run starts.
+_ARCHITECTURE = ("d_channel_base", "d_channel_max")
+
+
 def _with_overrides(cfg: GanTrainConfig, overrides: dict[str, float]) -> GanTrainConfig:
-    numeric = {f.name: f.type for f in dataclasses.fields(cfg) if f.type in ("int", "float", int, float)}
+    """Apply numeric overrides; unknown or architecture names and out-of-range values raise ValueError."""
+    numeric = {f.name: f.type in ("int", int) for f in dataclasses.fields(cfg)
+               if f.type in ("int", "float", int, float) and f.name not in _ARCHITECTURE}
     unknown = set(overrides) - set(numeric)
     if unknown:
-        raise ValueError(f"cannot set {sorted(unknown)}: numeric hyper-parameters are {sorted(numeric)}")
+        raise ValueError(f"cannot set {sorted(unknown)}: the tunable hyper-parameters are {sorted(numeric)}")
     for name, value in overrides.items():
+        is_int = numeric[name]
+        positive = name.startswith("lr_") or (is_int and name != "seed")
+        if (is_int and value != int(value)) or value < 0 or (positive and value == 0) \
+                or (name.endswith("_fraction") and value > 1):
+            kind = "a whole number" if is_int else "a number"
+            bound = "> 0" if positive else "in [0, 1]" if name.endswith("_fraction") else "≥ 0"
+            raise ValueError(f"{name} must be {kind} {bound}, got {value}")
         log.info("setting %s = %s (was %s)", name, value, getattr(cfg, name))
-    return dataclasses.replace(cfg, **{k: int(v) if numeric[k] in ("int", int) else float(v)
-                                       for k, v in overrides.items()})
+    return dataclasses.replace(cfg, **{k: int(v) if numeric[k] else float(v) for k, v in overrides.items()})
 
 
 def pixel_loss(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
