@@ -95,6 +95,13 @@ def test_fast_paths_match_reference(tiny_generator, mode):
         assert (a - b).abs().max() < 1e-4
 
 
+def test_auto_mode_takes_the_scaled_path_on_cpu_at_batch_one(tiny_generator):
+    ws = tiny_generator.map(tiny_generator.z_from_seed(5))
+    auto, _ = tiny_generator.synthesis(ws)
+    assert torch.equal(auto, tiny_generator.synthesis(ws, mode="scaled")[0])
+    assert not torch.equal(auto, tiny_generator.synthesis(ws, mode="grouped")[0])  # the paths differ in rounding
+
+
 def test_modulated_conv_modes_agree_with_noise_and_upsampling():
     torch.manual_seed(0)
     x, w, s = torch.randn(2, 5, 8, 8), torch.randn(7, 5, 3, 3), torch.randn(2, 5)
