@@ -11,7 +11,7 @@ STAMP := $(VENV)/.editgan-installed
 PYTEST_ARGS ?=
 SERVER_ARGS ?=
 
-.PHONY: setup run test demo bench install-krita package-krita clean-venv
+.PHONY: setup run test demo install-krita package-krita clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

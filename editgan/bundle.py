@@ -208,8 +208,8 @@ def _load_state(module: nn.Module, file: Path) -> None:
 
 
 def validate_classes(classes, where: Path) -> list[ClassInfo]:
-    if not isinstance(classes, list) or len(classes) < 2:
-        raise BundleError(f"{where}: field 'classes' must be a list of at least 2 {{name, color}} entries")
+    if not isinstance(classes, list) or not 2 <= len(classes) <= 256:  # labels travel as uint8
+        raise BundleError(f"{where}: field 'classes' must be a list of 2 to 256 {{name, color}} entries")
     out, seen_names, seen_colors = [], set(), {}
     for i, c in enumerate(classes):
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:

@@ -94,7 +94,8 @@ def cmd_import(args) -> int:
     bundle = Bundle(name=name, generator=g, classes=classes, domain=args.domain, licence=args.licence, provenance=info)
     bundle.save(args.out)
     print(f"imported {info['source_format']} {g.resolution}² generator ({g.num_params() / 1e6:.1f} M params) -> {args.out}")
-    print("note: the bundle has no segmenter yet; train one with `editgan train segmenter`")
+    print("note: the bundle has no segmenter yet: editing by segmentation and presets need one, trained on "
+          "annotated images of this domain (`editgan train segmenter --model OUT` trains on toy portraits only)")
     return 0
 
 

@@ -56,7 +56,3 @@ def save_png(path: str | Path, image: np.ndarray, scale: int = 1) -> Path:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
     im.save(path)
     return path
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))

@@ -30,7 +30,7 @@ JOB_OPS = ("embed", "edit", "apply_preset", "save_preset", "delete_preset")
 # engine EditorError code -> protocol error code
 _ENGINE_CODES = {"no_change": "no_change", "unknown_class": "unknown_class", "unknown_preset": "unknown_preset",
                  "invalid_image": "invalid_image", "invalid_argument": "bad_request",
-                 "no_segmenter": "no_segmenter", "no_edit": "no_edit"}
+                 "no_segmenter": "no_segmenter"}
 
 
 @contextmanager

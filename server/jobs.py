@@ -154,10 +154,6 @@ class Scheduler:
             self._cond.notify_all()
             return dropped
 
-    def pending(self) -> int:
-        with self._cond:
-            return sum(len(q) for q in self._queues.values()) + (self.running is not None)
-
 
 class Worker(threading.Thread):
     """Runs jobs one at a time; survives any exception a job raises (→ ``internal`` error)."""

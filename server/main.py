@@ -59,10 +59,13 @@ def keygen_main(argv: list[str]) -> int:
 
 
 def pick_device(name: str) -> str:
-    if name != "auto":
-        return name
+    """``auto`` → cuda when available, else cpu; ``cuda`` without a usable GPU raises ValueError."""
     import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this torch build or machine has no usable CUDA device (try --device cpu)")
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,18 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("INSECURE: serving %s without encryption or client authentication", args.bind)
 
     from editgan.bundle import Bundle, BundleError
-    from editgan.editor import Editor
+    from editgan.editor import Editor, EditorError
     from editgan.models import default_bundle_path
     from .app import Server
 
     path = Path(args.model) if args.model else default_bundle_path()
-    device = pick_device(args.device)
+    try:
+        device = pick_device(args.device)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
     if args.threads is not None:
         import torch
         torch.set_num_threads(max(1, args.threads))
     try:
         editor = Editor(Bundle.load(path, device=device), device=device)
-    except (BundleError, OSError) as e:
+    except (BundleError, EditorError, OSError) as e:  # EditorError: e.g. segmenter and class list disagree
         log.error("cannot load model bundle %s: %s", path, e)
         return 2
     info = editor.info()

@@ -40,10 +40,6 @@ class SessionStore:
                 self._items.move_to_end(sid)
             return session
 
-    def __contains__(self, sid: str) -> bool:
-        with self._lock:
-            return sid in self._items
-
     def close(self, sid: str) -> bool:
         with self._lock:
             return self._items.pop(sid, None) is not None
@@ -51,8 +47,3 @@ class SessionStore:
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
-
-    def ids(self) -> list[str]:
-        """Least recently used first."""
-        with self._lock:
-            return list(self._items)

@@ -54,6 +54,8 @@ def test_missing_manifest_and_folder(tmp_path, saved):
     ({"classes": [{"name": "a", "color": [1, 2, 300]}, {"name": "b", "color": [0, 0, 0]}]},
      r"classes\[0\] \(a\) 'color'"),
     ({"resolution": 64}, r"field 'resolution' is 64"),
+    ({"classes": [{"name": f"c{i}", "color": [i % 256, i // 256, 0]} for i in range(257)]},
+     r"2 to 256 \{name, color\} entries"),  # labels are uint8: class 256 would wrap to 0
 ])
 def test_bad_manifest_fields(saved, changes, message):
     _edit_manifest(saved, **changes)

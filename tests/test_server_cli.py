@@ -60,6 +60,23 @@ def test_non_loopback_bind_refused_without_keys(tiny_bundle_dir, editor, caplog)
     Server(editor, "tcp://0.0.0.0:5599", insecure=True)   # explicit opt-out is accepted (not started)
 
 
+def test_start_up_errors_are_one_line_exits_not_tracebacks(tiny_bundle_dir, tmp_path, monkeypatch, caplog):
+    import json
+    import shutil
+
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["--model", str(tiny_bundle_dir), "--device", "cuda", "--bind", "tcp://127.0.0.1:5598"]) == 2
+    assert "no usable CUDA device" in caplog.text
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle_dir, broken)
+    manifest = json.loads((broken / "model.json").read_text())
+    manifest["classes"] = manifest["classes"][:-1]  # the segmenter predicts one class more
+    (broken / "model.json").write_text(json.dumps(manifest))
+    assert main(["--model", str(broken), "--bind", "tcp://127.0.0.1:5598"]) == 2
+    assert "cannot load model bundle" in caplog.text
+
+
 def test_curve_allow_listed_client_only(tmp_path, editor, make_client):
     keys = tmp_path / "keys"
     assert main(["keygen", "--out", str(keys)]) == 0

@@ -1,4 +1,4 @@
-"""Benchmarks (design.md §8): edit quality on toy-portrait counterfactuals, timings, the large config.
+"""Benchmarks (results in docs/benchmarks.md): edit quality on toy-portrait counterfactuals, timings, the large config.
 
 * :func:`run_tasks` — per edit task (smile, open_mouth, …) and seed: embed the source render,
   paint the ground-truth change, then segmentation edit / preset / preset + refinement; edit gain

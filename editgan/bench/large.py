@@ -1,4 +1,4 @@
-"""Per-step cost of a segmentation edit at the large config of design.md §9.
+"""Per-step cost of a segmentation edit at the large config (NVIDIA config-f widths at 512²).
 
 Random-weight generator with NVIDIA config-f widths (channel_base 32768, channel_max 512,
 512-d latents, 8 mapping layers), a 32-class segmenter ensemble (10 members, DatasetGAN widths)

@@ -59,7 +59,7 @@ def large_table(large: list[dict]) -> list[str]:
 def model_quality_table(q: dict) -> list[str]:
     rows = [["inversion PSNR, encoder + %d steps (mean / median)" % q["embed_steps"], f"{q['psnr_mean']:.2f} / {q['psnr_median']:.2f} dB"],
             ["inversion PSNR, encoder only (mean)", _fmt(q["psnr_encoder_only_mean"]) + " dB"],
-            ["segmentation mIoU (13 classes)", _fmt(q["miou"], 3)]]
+            [f"segmentation mIoU ({len(q['per_class_iou'])} classes)", _fmt(q["miou"], 3)]]
     rows += [[f"IoU {name}", _fmt(v, 3)] for name, v in q["per_class_iou"].items()]
     return [f"{q['n']} held-out renders (seeds from {q['seed_base']}).", ""] + _table(["measure", "value"], rows)
 

@@ -5,7 +5,8 @@ the "user" paint the true change (the current segmentation with the target's gro
 pasted where they differ), then run every mode:
 
 * ``noop`` — return the source (the baseline every gain is measured against);
-* ``edit`` — segmentation edit with the paper settings (``edit_steps`` steps);
+* ``edit`` — segmentation edit with the paper's loss weights and our lr warm-up (``edit_steps`` steps);
+* ``paper`` — the same with the paper's constant lr (no warm-up);
 * ``preset``, ``preset+10``, ``preset+30`` — the bundle's preset of the same name at its default
   strength, without / with self-supervised refinement (only when the bundle has that preset).
 

@@ -1,4 +1,4 @@
-"""Procedural toy portraits: the ground-truth domain of the demo model (design.md §4).
+"""Procedural toy portraits: the ground-truth domain of the demo model (docs/demo-model.md).
 
 `render(params)` draws a front-facing cartoon face with an exact, pixel-aligned label map;
 `apply_edit` changes one attribute, so rendering before and after gives exact counterfactuals.

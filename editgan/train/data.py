@@ -12,8 +12,8 @@ from ..imageio import from_uint8
 class ToyFaceStream:
     """Deterministic per seed: batch k of a stream is always the same faces."""
 
-    def __init__(self, resolution: int, batch: int, seed: int = 0, with_labels: bool = False):
-        self.resolution, self.batch, self.with_labels = resolution, batch, with_labels
+    def __init__(self, resolution: int, batch: int, seed: int = 0):
+        self.resolution, self.batch = resolution, batch
         self.rng = np.random.default_rng(seed)
 
     def next_arrays(self) -> tuple[np.ndarray, np.ndarray]:
