@@ -72,6 +72,21 @@ def decode_event(frames: list[bytes]) -> dict:
     return event
 
 
+def _curve_keys(server_key, client_key) -> tuple[bytes, bytes, bytes] | None:
+    """(server public, client public, client secret) for CURVE, or None when neither key is given."""
+    if server_key is None and client_key is None:
+        return None
+    import zmq.auth as zmq_auth
+    if server_key is None or client_key is None:
+        raise ValueError("CURVE needs both server_key and client_key")
+    if not isinstance(server_key, bytes):
+        server_key, _ = zmq_auth.load_certificate(server_key)
+    public, secret = zmq_auth.load_certificate(client_key)
+    if not secret:
+        raise ValueError(f"{client_key}: no secret key in this file")
+    return server_key, public, secret
+
+
 class EditGANClient:
     def __init__(self, address: str = "tcp://127.0.0.1:5555", timeout: float | None = 120.0, *,
                  server_key: str | os.PathLike | bytes | None = None,
@@ -80,20 +95,12 @@ class EditGANClient:
         CURVE: ``server_key`` = the server's public key (``server.key`` file or z85 bytes),
         ``client_key`` = this client's ``*.key_secret`` file."""
         self.address, self.timeout = address, timeout
+        curve = _curve_keys(server_key, client_key)  # before any socket exists: a bad key leaks nothing
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        if server_key is not None or client_key is not None:
-            import zmq.auth as zmq_auth
-            if server_key is None or client_key is None:
-                raise ValueError("CURVE needs both server_key and client_key")
-            if not isinstance(server_key, bytes):
-                server_key, _ = zmq_auth.load_certificate(server_key)
-            public, secret = zmq_auth.load_certificate(client_key)
-            if not secret:
-                raise ValueError(f"{client_key}: no secret key in this file")
-            self._sock.curve_serverkey = server_key
-            self._sock.curve_publickey, self._sock.curve_secretkey = public, secret
+        if curve is not None:
+            self._sock.curve_serverkey, self._sock.curve_publickey, self._sock.curve_secretkey = curve
         self._sock.connect(address)
         self._ids = itertools.count()
         self._prefix = os.urandom(4).hex()
@@ -143,11 +150,14 @@ class EditGANClient:
         """The next event of request ``rid`` (any kind; nothing raised for ``error``); ClientError
         ``timeout`` when none arrives within ``timeout`` seconds (-1: the client default)."""
         timeout = self.timeout if timeout == -1 else timeout
-        queue = self._open[rid]
+        queue = self._open.get(rid)
+        if queue is None:
+            raise ClientError("unknown_request", f"request {rid} has ended, timed out or is not this client's", rid)
         deadline = None if timeout is None else time.monotonic() + timeout
         while not queue:
             remaining = None if deadline is None else deadline - time.monotonic()
             if (remaining is not None and remaining <= 0) or not self._pump(remaining):
+                self._open.pop(rid, None)  # given up: its late events are dropped, not kept forever
                 raise ClientError("timeout", f"no reply to request {rid} within {timeout}s from {self.address}", rid)
         event = queue.popleft()
         if event.get("event") in ("result", "error"):
@@ -295,5 +305,8 @@ def cmd_remote_edit(args) -> int:
                 print(f"saved preset {info['preset']['name']}")
     except ClientError as e:
         print(f"\nerror: {e.code}: {e.message}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, zmq.ZMQError) as e:  # unreadable keys or images, a bad address
+        print(f"\nerror: {e}", file=sys.stderr)
         return 1
     return 0

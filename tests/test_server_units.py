@@ -236,3 +236,19 @@ def test_protocol_doc_in_sync_with_server():
     for key, value in Limits().to_dict().items():
         assert f"| `{key}` |" in doc, f"limit {key} not in the table"
         assert f"{value:,}" in doc or str(value) in doc, f"default of {key} ({value}) not documented"
+
+
+def test_reference_client_forgets_a_timed_out_request_and_refuses_bad_keys(tmp_path):
+    from editgan.client import ClientError, EditGANClient
+    with EditGANClient("tcp://127.0.0.1:5597", timeout=0.2) as client:  # nobody listens there
+        rid = client.submit("ping", {"payload": "x"})
+        with pytest.raises(ClientError) as timed_out:
+            client.next_event(rid)
+        assert timed_out.value.code == "timeout" and rid not in client._open  # late events are not kept
+        with pytest.raises(ClientError) as again:
+            client.next_event(rid)
+        assert again.value.code == "unknown_request"
+    with pytest.raises(OSError):
+        EditGANClient(server_key=tmp_path / "missing.key", client_key=tmp_path / "missing.key_secret")
+    with pytest.raises(ValueError, match="both"):
+        EditGANClient(server_key=tmp_path / "missing.key")
