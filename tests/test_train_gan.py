@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editgan.train.gan import GanTrainConfig, GanTrainer, edge_loss, pixel_loss, sliced_wasserstein
+from editgan.train.gan import GanTrainConfig, GanTrainer
+from editgan.train.losses import edge_loss, pixel_loss, sliced_wasserstein
 from editgan.train.stages import export_bundle
 from tests.conftest import tiny_config
 

@@ -43,6 +43,7 @@ from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
 from ..imageio import grid, save_png, tensor_psnr, to_uint8
 from .data import ToyFaceStream
+from .losses import edge_loss, pixel_loss, sliced_wasserstein
 
 log = logging.getLogger("editgan.train")
 
@@ -337,25 +338,3 @@ def _with_overrides(cfg: GanTrainConfig, overrides: dict[str, float]) -> GanTrai
             raise ValueError(f"{name} must be {kind} {bound}, got {value}")
         log.info("setting %s = %s (was %s)", name, value, getattr(cfg, name))
     return dataclasses.replace(cfg, **{k: int(v) if numeric[k] else float(v) for k, v in overrides.items()})
-
-
-def pixel_loss(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """L1 + MSE between images ``[N, C, H, W]``."""
-    assert rec.shape == real.shape and rec.ndim == 4, f"need two [N, C, H, W] images, got {rec.shape}, {real.shape}"
-    diff = rec - real
-    return diff.abs().mean() + diff.square().mean()
-
-
-def edge_loss(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """L1 between the images' horizontal and vertical finite differences: it keeps small parts
-    sharp where a pixel loss accepts blur (a blurred pupil costs few pixels but all its edges)."""
-    assert rec.shape == real.shape and rec.ndim == 4, f"need two [N, C, H, W] images, got {rec.shape}, {real.shape}"
-    diff = rec - real
-    return (diff[..., :, 1:] - diff[..., :, :-1]).abs().mean() + (diff[..., 1:, :] - diff[..., :-1, :]).abs().mean()
-
-
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, projections: int) -> torch.Tensor:
-    """Squared sliced Wasserstein-2 distance between two equal-size point sets [N, D]."""
-    assert a.shape == b.shape and a.ndim == 2, f"need two [N, D] sets of one shape, got {a.shape}, {b.shape}"
-    directions = F.normalize(torch.randn(a.shape[1], projections, device=a.device), dim=0)
-    return ((a @ directions).sort(dim=0).values - (b @ directions).sort(dim=0).values).square().mean()

@@ -23,7 +23,7 @@ from ..generator import Generator, GeneratorConfig
 from ..imageio import tensor_psnr
 from ..models import toy_classes
 from .data import ToyFaceStream
-from .gan import edge_loss, pixel_loss
+from .losses import edge_loss, pixel_loss
 
 log = logging.getLogger("editgan.train")
 
