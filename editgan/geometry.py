@@ -1,7 +1,8 @@
 """Between the user's image (any size/aspect) and the model's square resolution R.
 
 In: center-pad to a square (edge replication, so no artificial border reaches the model), resize
-(bicubic, antialiased) to R. Out: resize the *difference* (result − reconstruction) back, crop,
+(bicubic, antialiased) to R. Both steps are linear and separable, so they run as one small (R × H)
+and one (R × W) matrix per axis: a thin 8 × 8192 strip never becomes an 8192² square. Out: resize the *difference* (result − reconstruction) back, crop,
 add it to the ORIGINAL source only inside a feathered edit region, so every pixel outside it is
 bit-identical to the input. Labels go model→source by nearest neighbour and source→model by an
 area-weighted majority vote.
@@ -10,6 +11,7 @@ area-weighted majority vote.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +48,62 @@ class Geometry:
         return dataclasses.asdict(self)
 
 
+_BASIS_CHUNK = 256  # identity columns resized at once: bounds the transient to 256 × in_size floats
+
+
+@functools.lru_cache(maxsize=16)
 def resize_matrix(in_size: int, out_size: int) -> torch.Tensor:
-    """(out × in) matrix of 1-D bicubic resizing (antialiased when shrinking), as F.interpolate does it."""
-    eye = torch.eye(in_size)[None, None]  # resizing only the rows of the identity gives A @ I = A
-    out = F.interpolate(eye, size=(out_size, in_size), mode="bicubic", align_corners=False, antialias=out_size < in_size)
-    return out[0, 0]
+    """(out × in) matrix of 1-D bicubic resizing (antialiased when shrinking), as F.interpolate does it.
+
+    Column j is the resized j-th basis vector; resizing a batch of 1-row images (chunk, 1, 1, in)
+    along their width gives a chunk of columns without an in × in identity. (A height-1 image is
+    kept exactly; a width-1 column is not: torch's antialiased bicubic treats it differently.)
+    Cached (callers only read it): a multi-class label edit asks for the same matrix per class.
+    """
+    cols = []
+    for start in range(0, in_size, _BASIS_CHUNK):
+        n = min(_BASIS_CHUNK, in_size - start)
+        basis = torch.zeros(n, 1, 1, in_size)
+        basis[torch.arange(n), 0, 0, start + torch.arange(n)] = 1.0
+        out = F.interpolate(basis, size=(1, out_size), mode="bicubic", align_corners=False,
+                            antialias=out_size < in_size)
+        cols.append(out[:, 0, 0, :].T)
+    return torch.cat(cols, dim=1)
+
+
+@functools.lru_cache(maxsize=16)
+def area_matrix(in_size: int, out_size: int) -> torch.Tensor:
+    """(out × in) matrix of 1-D area resizing (``F.interpolate(mode="area")``, i.e. adaptive average pooling)."""
+    cols = []
+    for start in range(0, in_size, _BASIS_CHUNK):
+        n = min(_BASIS_CHUNK, in_size - start)
+        basis = torch.zeros(n, 1, in_size)
+        basis[torch.arange(n), 0, start + torch.arange(n)] = 1.0
+        cols.append(F.adaptive_avg_pool1d(basis, out_size)[:, 0, :].T)
+    return torch.cat(cols, dim=1)
+
+
+def _fold_padding(matrix: torch.Tensor, offset: int, length: int) -> torch.Tensor:
+    """Columns of a (out × side) matrix acting on an edge-padded axis → (out × length) on the unpadded one.
+
+    Edge replication copies the first/last sample into the padding, so the padding's weights add
+    to those samples' columns.
+    """
+    folded = matrix[:, offset:offset + length].clone()
+    folded[:, 0] += matrix[:, :offset].sum(1)
+    folded[:, -1] += matrix[:, offset + length:].sum(1)
+    return folded
+
+
+def _separable(array: np.ndarray, rows: torch.Tensor, cols: torch.Tensor, chunk_rows: int = 512) -> torch.Tensor:
+    """``rows @ array @ cols.T`` over the first two axes of an (H, W[, C]) array, H in chunks of float32."""
+    h = array.shape[0]
+    acc = None
+    for y in range(0, h, chunk_rows):
+        part = torch.from_numpy(np.ascontiguousarray(array[y:y + chunk_rows])).float()
+        term = torch.tensordot(rows[:, y:y + chunk_rows], part, dims=([1], [0]))  # (out_h, W[, C])
+        acc = term if acc is None else acc + term
+    return torch.tensordot(cols, acc, dims=([1], [1])).transpose(0, 1)  # (out_h, out_w[, C])
 
 
 def _nearest_index(out_size: int, in_size: int) -> np.ndarray:
@@ -66,13 +119,11 @@ def fit(image: np.ndarray, resolution: int) -> tuple[np.ndarray, Geometry]:
     """uint8 (H, W, 3) → (uint8 (R, R, 3) model input, Geometry)."""
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3, f"bad image {image.dtype} {image.shape}"
     geo = Geometry.for_image(image.shape[0], image.shape[1], resolution)
-    square = _to_square(image, geo)
     if geo.side == resolution:
-        return square, geo
-    x = torch.from_numpy(square).permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=(resolution, resolution), mode="bicubic", align_corners=False,
-                      antialias=resolution < geo.side)
-    return x[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(), geo
+        return _to_square(image, geo), geo
+    a = resize_matrix(geo.side, resolution)
+    x = _separable(image, _fold_padding(a, geo.top, geo.height), _fold_padding(a, geo.left, geo.width))
+    return x.round().clamp(0, 255).to(torch.uint8).numpy(), geo
 
 
 def to_source(array: np.ndarray, geo: Geometry) -> np.ndarray:
@@ -85,8 +136,8 @@ def to_source(array: np.ndarray, geo: Geometry) -> np.ndarray:
 
 def _area(mask: np.ndarray, geo: Geometry) -> torch.Tensor:
     """Share of each model pixel's footprint covered by a source-grid boolean mask, (R, R)."""
-    x = torch.from_numpy(_to_square(mask, geo).astype(np.float32))[None, None]
-    return F.interpolate(x, size=(geo.resolution, geo.resolution), mode="area")[0, 0]
+    a = area_matrix(geo.side, geo.resolution)
+    return _separable(mask.view(np.uint8), _fold_padding(a, geo.top, geo.height), _fold_padding(a, geo.left, geo.width))
 
 
 def edit_to_model(labels: np.ndarray, source_labels: np.ndarray, model_labels: np.ndarray, geo: Geometry) -> np.ndarray:

@@ -130,3 +130,47 @@ def test_blend_back_no_change():
     region[5:9, 5:9] = True
     out, _, box = blend_back(source, geo, model, model, region)
     assert np.array_equal(out, source) and box == (0, 0, 0, 0)
+
+
+def _padded_reference(array: np.ndarray, geo: Geometry, mode: str) -> torch.Tensor:
+    """The plain path: build the edge-padded square, then resize it with F.interpolate."""
+    pad = [(geo.top, geo.side - geo.height - geo.top), (geo.left, geo.side - geo.width - geo.left)]
+    square = np.pad(array, pad + [(0, 0)] * (array.ndim - 2), mode="edge").astype(np.float32)
+    x = torch.from_numpy(square.reshape(geo.side, geo.side, -1)).permute(2, 0, 1)[None]
+    kw = dict(mode="area") if mode == "area" else dict(mode="bicubic", align_corners=False,
+                                                       antialias=geo.resolution < geo.side)
+    return F.interpolate(x, size=(geo.resolution, geo.resolution), **kw)[0].permute(1, 2, 0)
+
+
+@pytest.mark.parametrize("h,w,r", [(100, 60, 32), (7, 300, 32), (40, 41, 64), (9, 5, 16)])
+def test_fit_matches_padding_then_resizing(h, w, r):
+    img = _image(h, w, seed=h + w)
+    model, geo = fit(img, r)
+    ref = _padded_reference(img, geo, "bicubic").round().clamp(0, 255).to(torch.uint8).numpy()
+    assert model.shape == ref.shape == (r, r, 3)
+    assert np.abs(model.astype(int) - ref.astype(int)).max() <= 1  # float summation order only
+    assert np.mean(model == ref) > 0.99
+
+
+@pytest.mark.parametrize("h,w,r", [(16, 16, 4), (30, 70, 8), (5, 200, 16)])
+def test_area_vote_matches_padding_then_pooling(h, w, r):
+    from editgan.geometry import _area
+    mask = np.random.default_rng(h).random((h, w)) < 0.3
+    geo = Geometry.for_image(h, w, r)
+    ref = _padded_reference(mask.astype(np.float32), geo, "area")[..., 0]
+    assert torch.allclose(_area(mask, geo), ref, atol=1e-5)
+
+
+def test_thin_strip_is_resized_without_its_square():
+    """An 8 × 8192 strip (a 256 KiB request) must not become an 8192² square (≈ 1 GiB as float)."""
+    img = np.zeros((8, 8192, 3), np.uint8)
+    img[:, 4096:] = 200
+    model, geo = fit(img, 64)
+    assert geo.side == 8192 and model.shape == (64, 64, 3)
+    assert (model == model[:1]).all()  # edge padding repeats the strip's rows
+    assert np.all(model[:, :30] == 0) and np.all(model[:, 34:] == 200)  # the step blurs over ~2 model px
+    labels = np.zeros((8, 8192), np.uint8)
+    edited = labels.copy()
+    edited[:, :4096] = 3
+    target = edit_to_model(edited, labels, np.zeros((64, 64), np.uint8), geo)
+    assert np.all(target[:, :32] == 3) and np.all(target[:, 32:] == 0)
