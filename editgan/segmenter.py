@@ -247,7 +247,8 @@ class Segmenter(nn.Module):
 
 def train_segmenter(generator: Generator, ws_list: list[torch.Tensor], labels_list: list[torch.Tensor], *,
                     num_classes: int, segmenter: Segmenter | None = None, steps: int = 400, batch: int = 2,
-                    lr: float = 1e-3, seed: int = 0, progress=None, **segmenter_kw) -> tuple[Segmenter, list[float]]:
+                    lr: float = 1e-3, seed: int = 0, class_weight_power: float = 0.0, progress=None,
+                    **segmenter_kw) -> tuple[Segmenter, list[float]]:
     """Few-shot training (DatasetGAN): cross-entropy on annotated generator samples.
 
     Args:
@@ -260,6 +261,9 @@ def train_segmenter(generator: Generator, ws_list: list[torch.Tensor], labels_li
         batch: images per step (all their pixels; the image order is each member's own shuffle).
         lr: Adam learning rate.
         seed: base seed; member ``m`` is initialized and shuffled with ``seed + m``.
+        class_weight_power: cross-entropy class weights ∝ (1 / pixel frequency) ** power over the
+            annotations (0: plain CE). mIoU averages classes, so a pupil counts as much as the
+            background; 0.5 lifts the small parts without drowning the large ones.
         progress: optional ``progress(step, total)`` over all members' steps.
         segmenter_kw: constructor overrides for a new segmenter (members, hidden, …).
 
@@ -275,6 +279,7 @@ def train_segmenter(generator: Generator, ws_list: list[torch.Tensor], labels_li
     assert labels.shape[1:] == (s, s), f"labels must be {s}×{s}, got {tuple(labels.shape[1:])}"
     assert int(labels.max()) < seg.num_classes, "label id ≥ num_classes"
 
+    weight = _class_weights(labels, seg.num_classes, class_weight_power)
     trained = Segmenter(seg.feature_channels, seg.feature_resolutions, seg.num_classes, s, 1, seg.hidden, seg.hidden2)
     trained = trained.to(feats[0].device)
     history = [0.0] * steps
@@ -290,7 +295,7 @@ def train_segmenter(generator: Generator, ws_list: list[torch.Tensor], labels_li
                 order += rng.sample(range(n), n)
             idx, order = order[:batch], order[batch:]
             logits = trained([f[idx] for f in feats])[0]
-            loss = F.cross_entropy(logits, labels[idx])
+            loss = F.cross_entropy(logits, labels[idx], weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -299,6 +304,15 @@ def train_segmenter(generator: Generator, ws_list: list[torch.Tensor], labels_li
                 progress(m * steps + step + 1, seg.members * steps)
         _copy_member(trained, seg, m)
     return seg.eval(), history
+
+
+def _class_weights(labels: torch.Tensor, num_classes: int, power: float) -> torch.Tensor | None:
+    """(1 / frequency) ** power per class, scaled so the average annotated pixel weighs 1; absent classes get 0."""
+    if power == 0:
+        return None
+    counts = torch.bincount(labels.flatten(), minlength=num_classes).double()
+    weight = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)) ** power, torch.zeros_like(counts))
+    return (weight * counts.sum() / (weight * counts).sum()).float()
 
 
 @torch.no_grad()

@@ -122,3 +122,21 @@ def test_training_fits_synthetic_labels(gen_and_feats):
     assert acc > 0.8, acc
     # members differ (own init/shuffle) yet were both trained
     assert not torch.equal(seg.fc2_weight[0], seg.fc2_weight[1])
+
+
+def test_class_weights_lift_rare_classes(gen_and_feats):
+    from editgan.segmenter import _class_weights
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[0, 0, :4] = 1          # 4 of 128 pixels
+    labels[1, 1:3] = 3            # 16 pixels; class 2 absent
+    assert _class_weights(labels, 4, 0.0) is None
+    w = _class_weights(labels, 4, 0.5)
+    counts = torch.tensor([108.0, 4.0, 0.0, 16.0])
+    assert w[2] == 0 and w[1] > w[3] > w[0] > 0
+    assert torch.isclose(w[1] / w[3], torch.tensor(2.0)) and torch.isclose((w * counts).sum(), counts.sum())
+    g, ws, _ = gen_and_feats
+    plain, _ = train_segmenter(g, [ws[:1]], [labels[0].repeat(4, 4)], num_classes=4, steps=3, members=1,
+                               hidden=8, hidden2=4)
+    weighted, _ = train_segmenter(g, [ws[:1]], [labels[0].repeat(4, 4)], num_classes=4, steps=3, members=1,
+                                  hidden=8, hidden2=4, class_weight_power=0.5)
+    assert not torch.equal(plain.fc2_bias, weighted.fc2_bias)  # the weights reach the loss

@@ -9,8 +9,9 @@ from PIL import Image
 
 from editgan.toyfaces import (CLASSES, EDITS, PALETTE, FaceParams, apply_edit, colorize,
                               edit_applies, params_for_seed, render, render_batch, sample_edit_pair,
-                              sample_params)
+                              sample_params, stratified_seeds)
 from editgan.toyfaces.cli import register
+from editgan.toyfaces.params import HAIR_STYLES
 
 C = {name: i for i, name in enumerate(CLASSES)}
 
@@ -231,3 +232,18 @@ def test_bounding_boxes_never_clip_a_shape(monkeypatch):
     monkeypatch.setattr(Canvas, "box", lambda self, *a: (slice(0, len(self.mat)),) * 2)
     full = render_batch(variants, 48, 2)
     assert np.array_equal(normal[0], full[0]) and np.array_equal(normal[1], full[1])
+
+
+def test_stratified_seeds_give_every_attribute_its_share():
+    from editgan.train.stages import ANNOTATION_SEEDS, HELD_OUT_SEED_BASE, PRESET_SEEDS
+    seeds = stratified_seeds(16)
+    assert tuple(seeds) == ANNOTATION_SEEDS  # the demo bundle's 16 annotations
+    assert seeds == sorted(set(seeds)) and max(seeds) < HELD_OUT_SEED_BASE
+    assert not set(seeds) & set(PRESET_SEEDS.values())
+    faces = [params_for_seed(s) for s in seeds]
+    assert sum(f.mouth_open > 0 for f in faces) == 5   # 30 % of 16, where seeds 0–15 hold only one
+    assert sum(f.glasses for f in faces) == 5
+    assert sum(f.eye_open == 0 for f in faces) == 2
+    assert [sum(f.hair_style == h for f in faces) for h in HAIR_STYLES] == [3, 5, 4, 4]
+    other = [params_for_seed(s) for s in stratified_seeds(10, start=1000)]
+    assert len(other) == 10 and sum(f.glasses for f in other) == 3 and sum(f.eye_open == 0 for f in other) == 1

@@ -133,6 +133,9 @@ _HAIR_COLORS = [(30, 25, 24), (62, 40, 28), (104, 66, 38), (146, 98, 56), (138, 
                 (196, 100, 44), (222, 182, 106), (238, 220, 160), (146, 144, 142), (220, 218, 212)]
 _HAIR_WEIGHTS = np.cumsum([.18, .18, .14, .09, .07, .07, .10, .04, .07, .06])
 _STYLE_WEIGHTS = np.cumsum([0.16, 0.3, 0.26, 0.28])     # bald, short, bob, long
+CLOSED_EYES_RATE = 0.1
+OPEN_MOUTH_RATE = 0.3
+GLASSES_RATE = 0.3
 _IRIS_COLORS = [(96, 58, 30), (62, 38, 22), (140, 106, 48), (70, 128, 72), (66, 126, 196),
                 (116, 142, 156), (176, 120, 40)]
 _FRAME_COLORS = [(20, 20, 24), (70, 40, 24), (140, 76, 36), (180, 30, 40), (30, 40, 110),
@@ -174,7 +177,7 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
     hw = es + ew + u(0.13, 0.21)
     hh = float(np.clip(hw * u(1.12, 1.3), 0.6, 0.76))
     eye_y = hh * u(-0.1, 0.03)
-    eye_open = 0.0 if rng.random() < 0.1 else u(EYES_OPEN_MIN, 1.0)
+    eye_open = 0.0 if rng.random() < CLOSED_EYES_RATE else u(EYES_OPEN_MIN, 1.0)
 
     brow_height = u(0.17, BROW_HEIGHT_MAX)
     brow_arch = u(0.0, 0.035)
@@ -186,7 +189,7 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
     mouth_width = u(0.17, 0.24)
     mouth_y = u(0.15, 0.2)
     smile = u(-0.25, 0.75)
-    mouth_open = u(OPEN_MOUTH_MIN, 1.0) if rng.random() < 0.3 else 0.0
+    mouth_open = u(OPEN_MOUTH_MIN, 1.0) if rng.random() < OPEN_MOUTH_RATE else 0.0
 
     hair_base = _HAIR_COLORS[_weighted(rng, _HAIR_WEIGHTS)]
     hair_color = _jitter(rng, hair_base, 0.08)
@@ -223,7 +226,7 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
         nose_y=nose_y, nose_size=u(0.045, 0.075), nose_bridge=bool(rng.random() < 0.5),
         mouth_y=mouth_y, mouth_width=mouth_width, smile=smile, mouth_open=mouth_open,
         lip_color=lip_color, lip_upper=u(0.022, 0.036), lip_lower=u(0.03, 0.05),
-        glasses=bool(rng.random() < 0.3), glasses_style=pick(range(len(GLASSES_STYLES))),
+        glasses=bool(rng.random() < GLASSES_RATE), glasses_style=pick(range(len(GLASSES_STYLES))),
         glasses_size=u(0.035, 0.06), glasses_color=_jitter(rng, pick(_FRAME_COLORS), 0.1),
         glasses_thickness=u(0.04, 0.058),
         lens_tint=u(0.15, 0.4) if rng.random() < 0.3 else 0.0,
@@ -237,3 +240,40 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
 def params_for_seed(seed: int) -> FaceParams:
     """The portrait of a seed: `sample_params(np.random.default_rng(seed))`."""
     return sample_params(np.random.default_rng(seed))
+
+
+def _apportion(rates, count: int) -> list[int]:
+    """Integer shares of ``count`` proportional to ``rates`` (largest remainder), summing to ``count``."""
+    exact = [r * count / sum(rates) for r in rates]
+    shares = [int(x) for x in exact]
+    for i in sorted(range(len(rates)), key=lambda i: shares[i] - exact[i])[:count - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def stratified_seeds(count: int, start: int = 0) -> list[int]:
+    """The first seeds from ``start`` forming a sample in which each part-level attribute appears at its rate.
+
+    A few-shot annotation set drawn at random can miss a rare part entirely (seeds 0–15 hold one
+    open mouth, where 30 % of faces have one), and then the segmenter never learns it. Here each
+    attribute that decides which classes are drawn (mouth open, glasses, eyes closed, hair style)
+    gets its expected share of ``count``: seeds are taken in order and skipped while one of their
+    strata is full. Attributes are independent, so every combination keeps appearing and the walk ends.
+    """
+    strata = {
+        "mouth_open": (lambda f: int(f.mouth_open > 0), _apportion([1 - OPEN_MOUTH_RATE, OPEN_MOUTH_RATE], count)),
+        "glasses": (lambda f: int(f.glasses), _apportion([1 - GLASSES_RATE, GLASSES_RATE], count)),
+        "eyes_closed": (lambda f: int(f.eye_open == 0), _apportion([1 - CLOSED_EYES_RATE, CLOSED_EYES_RATE], count)),
+        "hair_style": (lambda f: HAIR_STYLES.index(f.hair_style), _apportion(np.diff(_STYLE_WEIGHTS, prepend=0), count)),
+    }
+    left = {name: list(quota) for name, (_, quota) in strata.items()}
+    seeds, seed = [], start
+    while len(seeds) < count:
+        face = params_for_seed(seed)
+        cells = {name: key(face) for name, (key, _) in strata.items()}
+        if all(left[name][cell] > 0 for name, cell in cells.items()):
+            seeds.append(seed)
+            for name, cell in cells.items():
+                left[name][cell] -= 1
+        seed += 1
+    return seeds
