@@ -168,3 +168,23 @@ def test_train_gan_cli_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "Traceback" not in err and "interrupted at" in err and "to resume" in err
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert "G_ema" in state and state["images_seen"] >= 0
+
+
+def test_segmenter_stage_cli_annotates_a_stratified_set_and_records_its_recipe(tmp_path, capsys):
+    """`editgan train segmenter` on an exported bundle: a stratified annotation set, recorded in the bundle."""
+    from editgan import toyfaces
+    from editgan.bundle import Bundle
+    from editgan.cli import main
+    trainer = GanTrainer(tmp_path / "run", _cfg())
+    trainer.step()
+    trainer.save_checkpoint()
+    export_bundle(tmp_path / "run", tmp_path / "bundle")
+    rc = main(["train", "segmenter", "--model", str(tmp_path / "bundle"), "--annotations", "4", "--steps", "3",
+               "--embed-steps", "1", "--members", "2", "--class-weight-power", "0.25", "--threads", "1"])
+    assert rc == 0
+    bundle = Bundle.load(tmp_path / "bundle")
+    recipe = bundle.provenance["segmenter_training"]
+    assert recipe["annotation_seeds"] == toyfaces.stratified_seeds(4)
+    assert (recipe["members"], recipe["steps"], recipe["class_weight_power"]) == (2, 3, 0.25)
+    assert bundle.segmenter is not None and bundle.segmenter.members == 2
+    assert '"annotation_seeds"' in capsys.readouterr().out

@@ -80,11 +80,13 @@ def cmd_encoder(args) -> int:
 
 
 def cmd_segmenter(args) -> int:
+    from .. import toyfaces
     from .stages import train_segmenter_stage
     torch.set_num_threads(args.threads)
     bundle = _load(args.model)
     report = train_segmenter_stage(bundle, embed_steps=args.embed_steps, seg_steps=args.steps,
-                                   members=args.members, seeds=range(args.annotations))
+                                   members=args.members, seeds=toyfaces.stratified_seeds(args.annotations),
+                                   class_weight_power=args.class_weight_power)
     bundle.save(bundle.path)
     print(json.dumps(report, indent=2))
     return 0
@@ -155,7 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = train.add_parser("segmenter", help="DatasetGAN few-shot: embed N annotated renders, train the ensemble")
     model_args(p, 1500)
-    p.add_argument("--annotations", type=int, default=16)
+    p.add_argument("--annotations", type=int, default=16, help="size of the stratified annotation set")
+    p.add_argument("--class-weight-power", type=float, default=0.5,
+                   help="cross-entropy class weights (1/frequency)^power; 0 = plain cross-entropy")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--members", type=int, default=3)
     p.set_defaults(func=cmd_segmenter)

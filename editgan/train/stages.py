@@ -125,7 +125,10 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
                                    class_weight_power=class_weight_power, progress=progress)
     bar.close()
     bundle.components["segmenter"] = seg
-    return {"annotations": len(images), "embed_psnr_mean": float(np.mean(psnrs)), "embed_seconds": t_embed,
+    recipe = {"annotation_seeds": [int(s) for s in seeds], "embed_steps": embed_steps, "steps": seg_steps,
+              "members": members, "lr": lr, "class_weight_power": class_weight_power}
+    bundle.provenance["segmenter_training"] = recipe
+    return {**recipe, "embed_psnr_mean": float(np.mean(psnrs)), "embed_seconds": t_embed,
             "final_loss": history[-1], "perceptual": status["kind"]}
 
 
