@@ -1,10 +1,10 @@
 """Between the user's image (any size/aspect) and the model's square resolution R.
 
 In: center-pad to a square (edge replication, so no artificial border reaches the model), resize
-(bicubic, antialiased) to R. Both steps are linear and separable, so they run as one small (R × H)
-and one (R × W) matrix per axis: a thin 8 × 8192 strip never becomes an 8192² square. Out: resize the *difference* (result − reconstruction) back, crop,
-add it to the ORIGINAL source only inside a feathered edit region, so every pixel outside it is
-bit-identical to the input. Labels go model→source by nearest neighbour and source→model by an
+(bicubic, antialiased) to R. Both steps are linear and separable, so they run as one (R × H) and
+one (R × W) matrix: a thin 8 × 8192 strip never becomes an 8192² square. Out: resize the
+*difference* (result − reconstruction) back, crop, add it to the ORIGINAL source only inside a
+feathered edit region, so every pixel outside it is bit-identical to the input. Labels go model→source by nearest neighbour and source→model by an
 area-weighted majority vote.
 """
 
@@ -48,39 +48,41 @@ class Geometry:
         return dataclasses.asdict(self)
 
 
-_BASIS_CHUNK = 256  # identity columns resized at once: bounds the transient to 256 × in_size floats
+_BASIS_CHUNK = 256  # basis vectors resized at once: bounds the transient to 256 × in_size floats
+
+
+def _matrix_of(resize_rows, in_size: int) -> torch.Tensor:
+    """(out × in) matrix of a linear 1-D resize: column j is ``resize_rows`` of the j-th basis vector.
+
+    ``resize_rows`` maps an (n, in) batch of signals to (n, out); the basis goes through it in
+    chunks, so no in × in identity is ever built (8192 → 64 would need 256 MiB for it).
+    """
+    cols = []
+    for start in range(0, in_size, _BASIS_CHUNK):
+        n = min(_BASIS_CHUNK, in_size - start)
+        basis = torch.zeros(n, in_size)
+        basis[torch.arange(n), start + torch.arange(n)] = 1.0
+        cols.append(resize_rows(basis).T)
+    return torch.cat(cols, dim=1)
 
 
 @functools.lru_cache(maxsize=16)
 def resize_matrix(in_size: int, out_size: int) -> torch.Tensor:
     """(out × in) matrix of 1-D bicubic resizing (antialiased when shrinking), as F.interpolate does it.
 
-    Column j is the resized j-th basis vector; resizing a batch of 1-row images (chunk, 1, 1, in)
-    along their width gives a chunk of columns without an in × in identity. (A height-1 image is
-    kept exactly; a width-1 column is not: torch's antialiased bicubic treats it differently.)
-    Cached (callers only read it): a multi-class label edit asks for the same matrix per class.
+    Each signal is resized as a 1-row image along its width: a height-1 image is kept exactly,
+    a width-1 column is not (torch's antialiased bicubic treats it differently).
+    Cached (callers only read it): every embed and blend-back of one image asks for the same sizes.
     """
-    cols = []
-    for start in range(0, in_size, _BASIS_CHUNK):
-        n = min(_BASIS_CHUNK, in_size - start)
-        basis = torch.zeros(n, 1, 1, in_size)
-        basis[torch.arange(n), 0, 0, start + torch.arange(n)] = 1.0
-        out = F.interpolate(basis, size=(1, out_size), mode="bicubic", align_corners=False,
-                            antialias=out_size < in_size)
-        cols.append(out[:, 0, 0, :].T)
-    return torch.cat(cols, dim=1)
+    return _matrix_of(lambda rows: F.interpolate(rows[:, None, None], size=(1, out_size), mode="bicubic",
+                                                 align_corners=False, antialias=out_size < in_size)[:, 0, 0],
+                      in_size)
 
 
 @functools.lru_cache(maxsize=16)
 def area_matrix(in_size: int, out_size: int) -> torch.Tensor:
     """(out × in) matrix of 1-D area resizing (``F.interpolate(mode="area")``, i.e. adaptive average pooling)."""
-    cols = []
-    for start in range(0, in_size, _BASIS_CHUNK):
-        n = min(_BASIS_CHUNK, in_size - start)
-        basis = torch.zeros(n, 1, in_size)
-        basis[torch.arange(n), 0, start + torch.arange(n)] = 1.0
-        cols.append(F.adaptive_avg_pool1d(basis, out_size)[:, 0, :].T)
-    return torch.cat(cols, dim=1)
+    return _matrix_of(lambda rows: F.adaptive_avg_pool1d(rows[:, None], out_size)[:, 0], in_size)
 
 
 def _fold_padding(matrix: torch.Tensor, offset: int, length: int) -> torch.Tensor:
@@ -93,6 +95,11 @@ def _fold_padding(matrix: torch.Tensor, offset: int, length: int) -> torch.Tenso
     folded[:, 0] += matrix[:, :offset].sum(1)
     folded[:, -1] += matrix[:, offset + length:].sum(1)
     return folded
+
+
+def _square_axes(matrix: torch.Tensor, geo: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (R × side) resize of the padded square as its (R × height) row and (R × width) column matrices."""
+    return _fold_padding(matrix, geo.top, geo.height), _fold_padding(matrix, geo.left, geo.width)
 
 
 def _separable(array: np.ndarray, rows: torch.Tensor, cols: torch.Tensor, chunk_rows: int = 512) -> torch.Tensor:
@@ -121,8 +128,7 @@ def fit(image: np.ndarray, resolution: int) -> tuple[np.ndarray, Geometry]:
     geo = Geometry.for_image(image.shape[0], image.shape[1], resolution)
     if geo.side == resolution:
         return _to_square(image, geo), geo
-    a = resize_matrix(geo.side, resolution)
-    x = _separable(image, _fold_padding(a, geo.top, geo.height), _fold_padding(a, geo.left, geo.width))
+    x = _separable(image, *_square_axes(resize_matrix(geo.side, resolution), geo))
     return x.round().clamp(0, 255).to(torch.uint8).numpy(), geo
 
 
@@ -134,10 +140,10 @@ def to_source(array: np.ndarray, geo: Geometry) -> np.ndarray:
     return array[rows[:, None], cols[None, :]]
 
 
-def _area(mask: np.ndarray, geo: Geometry) -> torch.Tensor:
-    """Share of each model pixel's footprint covered by a source-grid boolean mask, (R, R)."""
-    a = area_matrix(geo.side, geo.resolution)
-    return _separable(mask.view(np.uint8), _fold_padding(a, geo.top, geo.height), _fold_padding(a, geo.left, geo.width))
+def _area(mask: np.ndarray, axes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Share of each model pixel's footprint covered by a source-grid boolean mask, (R, R);
+    ``axes``: ``_square_axes(area_matrix(side, R), geo)``, computed once per edit."""
+    return _separable(mask.view(np.uint8), *axes)
 
 
 def edit_to_model(labels: np.ndarray, source_labels: np.ndarray, model_labels: np.ndarray, geo: Geometry) -> np.ndarray:
@@ -152,13 +158,14 @@ def edit_to_model(labels: np.ndarray, source_labels: np.ndarray, model_labels: n
     target = model_labels.copy()
     if not changed.any():
         return target
+    axes = _square_axes(area_matrix(geo.side, geo.resolution), geo)
     best = torch.zeros(geo.resolution, geo.resolution)
     winner = torch.zeros(geo.resolution, geo.resolution, dtype=torch.long)
     for c in np.unique(labels[changed]):
-        score = _area(changed & (labels == c), geo)
+        score = _area(changed & (labels == c), axes)
         winner = torch.where(score > best, int(c), winner)
         best = torch.maximum(best, score)
-    take = (_area(changed, geo) >= 0.5).numpy()
+    take = (_area(changed, axes) >= 0.5).numpy()
     target[take] = winner.numpy()[take].astype(target.dtype)
     return target
 

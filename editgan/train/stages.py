@@ -2,8 +2,7 @@
 
 Seed ranges keep training and evaluation apart: the GAN streams faces from its own RNG; the 16
 segmentation annotations are a stratified sample (``ANNOTATION_SEEDS``, every part at its
-rate); presets are learned on
-``PRESET_SEEDS``; the benchmark uses seeds ≥ ``HELD_OUT_SEED_BASE`` only.
+rate); presets are learned on ``PRESET_SEEDS``; the benchmark uses seeds ≥ ``HELD_OUT_SEED_BASE`` only.
 """
 
 from __future__ import annotations
