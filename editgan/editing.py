@@ -190,32 +190,37 @@ def _labels_to_grid(labels: np.ndarray, size: int) -> np.ndarray:
 class EditObjective:
     """The EditGAN loss of ``ws + delta``; everything that does not depend on delta is precomputed.
 
+    ``K`` faces may share the one delta (a preset learned on several faces): the loss is then the
+    mean of their losses, evaluated in one batched synthesis.
+
     Args:
         generator, segmenter, perceptual: frozen models (perceptual: ``(x, y) -> (N,)``).
-        ws: session latent ``[1, num_ws, w_dim]``.
-        reconstruction: G(ws) ``[1, 3, R, R]`` in [-1, 1], the appearance to keep outside Q.
-        region: Q, bool (R, R).
-        target: edited labels, int (R, R); only its values inside Q matter.
+        ws: latents ``[K, num_ws, w_dim]``.
+        reconstruction: G(ws) ``[K, 3, R, R]`` in [-1, 1], the appearance to keep outside Q.
+        region: Q of each face, bool (K, R, R), none empty.
+        target: edited labels, int (K, R, R); only their values inside Q matter.
         settings: loss weights.
     """
 
     def __init__(self, generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
                  reconstruction: torch.Tensor, region: np.ndarray, target: np.ndarray, settings: EditSettings):
-        r, s = generator.resolution, segmenter.resolution
-        assert ws.shape == (1, generator.num_ws, generator.w_dim)
-        assert reconstruction.shape == (1, 3, r, r) and region.shape == target.shape == (r, r)
-        assert region.any(), "empty edit region"
+        r, s, k = generator.resolution, segmenter.resolution, ws.shape[0]
+        assert ws.shape == (k, generator.num_ws, generator.w_dim)
+        assert reconstruction.shape == (k, 3, r, r) and region.shape == target.shape == (k, r, r)
+        assert region.any(axis=(1, 2)).all(), "empty edit region"
         self.generator, self.segmenter, self.perceptual, self.settings = generator, segmenter, perceptual, settings
         self.ws, self.reconstruction = ws.detach(), reconstruction.detach()
         device = ws.device
-        self.inside = torch.from_numpy(region).to(device)[None, None]
-        region_s, target_s = _to_grid(region, s), _labels_to_grid(target, s)
-        ys, xs = np.nonzero(region_s.any(1))[0], np.nonzero(region_s.any(0))[0]
-        self.box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)
+        self.inside = torch.from_numpy(region).to(device)[:, None]
+        region_s = np.stack([_to_grid(q, s) for q in region])
+        target_s = np.stack([_labels_to_grid(t, s) for t in target])
+        ys, xs = np.nonzero(region_s.any((0, 2)))[0], np.nonzero(region_s.any((0, 1)))[0]
+        self.box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)  # union of the faces' boxes
         y0, y1, x0, x1 = self.box
-        ce_mask = torch.from_numpy(region_s[y0:y1, x0:x1]).to(device).float()
-        self.ce_weight = ce_mask / ce_mask.sum()  # mean over Q pixels as a weighted sum (no boolean gather)
-        self.ce_target = torch.from_numpy(target_s[y0:y1, x0:x1].astype(np.int64)).to(device)
+        ce_mask = torch.from_numpy(region_s[:, y0:y1, x0:x1]).to(device).float()
+        # mean over each face's Q pixels as a weighted sum (no boolean gather), then over faces
+        self.ce_weight = ce_mask / ce_mask.sum((1, 2), keepdim=True) / k
+        self.ce_target = torch.from_numpy(target_s[:, y0:y1, x0:x1].astype(np.int64)).to(device)
 
     def terms(self, delta: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Loss terms ({rgb, ce, total}) and the image of ``ws + delta``."""
@@ -224,10 +229,10 @@ class EditObjective:
         kept = torch.where(self.inside, self.reconstruction, img)  # Q pixels carry no RGB loss
         rgb = st.lambda_lpips * self.perceptual(kept, self.reconstruction).mean() \
             + st.lambda_mse * (kept - self.reconstruction).pow(2).mean()
-        logits = self.segmenter(features, self.box)                # [members, 1, C, h, w]
+        logits = self.segmenter(features, self.box)                # [members, K, C, h, w]
         m = logits.shape[0]
-        ce = F.cross_entropy(logits.flatten(0, 1), self.ce_target.expand(m, -1, -1), reduction="none")
-        ce = (ce * self.ce_weight).sum() / m
+        ce = F.cross_entropy(logits.flatten(0, 1), self.ce_target.repeat(m, 1, 1), reduction="none")
+        ce = (ce * self.ce_weight.repeat(m, 1, 1)).sum() / m
         return dict(rgb=rgb, ce=ce, total=st.lambda_rgb * rgb + st.lambda_ce * ce), img
 
     def __call__(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,8 +284,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     assert reconstruction.shape == (r, r, 3) and before.shape == target.shape == (r, r)
     classes = touched_classes(before, target) if classes is None else sorted(classes)
     region = class_region(before, target, classes, region_radius(r))
-    recon = render(generator, None, ws)[0]  # float G(ws): no uint8 rounding in the reference
-    objective = EditObjective(generator, segmenter, perceptual, ws, recon, region, target, settings)
+    objective = edit_objective(generator, segmenter, perceptual, ws, region[None], target[None], settings)
     init = torch.zeros_like(ws) if init_delta is None else init_delta.to(ws)
     opt = optimize_latent(objective, init, steps, settings.lr, progress, should_cancel, warmup=settings.warmup)
     new_ws = ws.detach() + opt.delta
@@ -289,3 +293,12 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     metrics = dict(iou=region_iou(labels, target, region, classes), leak=leak(image, reconstruction, region),
                    steps=steps, best_step=opt.best_step, seconds=time.perf_counter() - t0)
     return EditOutcome(new_ws, opt.delta, image, labels, region, classes, metrics)
+
+
+def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, region: np.ndarray,
+                   target: np.ndarray, settings: EditSettings) -> EditObjective:
+    """:class:`EditObjective` of faces ``ws`` ``[K, num_ws, w_dim]`` against their own reconstructions.
+
+    The reference is the float G(ws), so uint8 rounding never enters the loss.
+    """
+    return EditObjective(generator, segmenter, perceptual, ws, render(generator, None, ws)[0], region, target, settings)

@@ -142,27 +142,37 @@ class Editor:
         if self.segmenter is None:
             raise EditorError("no_segmenter", f"bundle {self.bundle.name!r} has no segmenter; train one first")
 
-    def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, progress: Progress | None = None,
-             should_cancel: ShouldCancel | None = None, **loss_overrides) -> EditResult:
-        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup."""
+    def model_target(self, session: Session, labels: np.ndarray) -> np.ndarray:
+        """Painted ``labels`` (source size) → the edited labels at model resolution, validated.
+
+        Raises ``EditorError``: ``invalid_argument`` (wrong type or size), ``unknown_class``, and
+        ``no_change`` when nothing was painted or the change vanishes at the model resolution.
+        """
         self._require_segmenter()
-        steps = _check_steps(steps, "steps")
         h, w = session.source.shape[:2]
         if not isinstance(labels, np.ndarray) or labels.dtype != np.uint8 or labels.shape != (h, w):
             desc = f"{labels.dtype} {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
             raise EditorError("invalid_argument", f"labels must be uint8 ({h}, {w}) like the source, got {desc}")
         if labels.size and int(labels.max()) >= len(self.class_names):
             raise EditorError("unknown_class", f"class id {int(labels.max())} ≥ {len(self.class_names)} classes")
-        try:
-            settings = EditSettings().replace(**loss_overrides)
-        except ValueError as e:
-            raise EditorError("invalid_argument", str(e)) from None
         if np.array_equal(labels, session.source_labels):
             raise EditorError("no_change", "the labels equal the session's segmentation")
         target = edit_to_model(labels, session.source_labels, session.labels, session.geometry)
         if np.array_equal(target, session.labels):
             raise EditorError("no_change", "the painted change is too small to show at the model resolution "
                                            f"({self.generator.resolution}²)")
+        return target
+
+    def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, progress: Progress | None = None,
+             should_cancel: ShouldCancel | None = None, **loss_overrides) -> EditResult:
+        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup."""
+        self._require_segmenter()
+        steps = _check_steps(steps, "steps")
+        target = self.model_target(session, labels)
+        try:
+            settings = EditSettings().replace(**loss_overrides)
+        except ValueError as e:
+            raise EditorError("invalid_argument", str(e)) from None
         outcome = segmentation_edit(self.generator, self.segmenter, self.perceptual, session.ws,
                                     session.reconstruction, session.labels, target, steps=steps, settings=settings,
                                     progress=progress, should_cancel=should_cancel)
@@ -217,21 +227,56 @@ class Editor:
 
     def save_preset(self, name: str, result: EditResult, *, default_strength: float = 1.0) -> PresetInfo:
         """Store ``result.delta`` as preset ``sanitize_name(name)`` (overwrites one of the same name)."""
-        try:
-            stem = sanitize_name(name)
-        except BundleError as e:
-            raise EditorError("invalid_argument", str(e)) from None
+        stem = self._preset_args(name, default_strength)
         if not isinstance(result, EditResult):
             raise EditorError("invalid_argument", "result must be an EditResult (e.g. session.last_result)")
         if result.delta.shape != (self.generator.num_ws, self.generator.w_dim):
             raise EditorError("invalid_argument", f"delta shape {result.delta.shape} does not fit this model")
+        m = result.metrics
+        return self._store(stem, result.delta, result.classes, default_strength,
+                           f"{m.get('steps')}-step edit (best step {m.get('best_step')})")
+
+    def learn_preset(self, name: str, edits, *, steps: int = 100, default_strength: float = 1.0,
+                     progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> PresetInfo:
+        """Learn and store one vector that makes the same edit on several faces (see :func:`presets.learn_vector`).
+
+        Args:
+            edits: [(session, painted labels at source size), …], one per face; each must change something.
+        Returns the stored preset's info; ``metrics`` of the fit are in its ``source`` text.
+        """
+        self._require_segmenter()
+        steps = _check_steps(steps, "steps")
+        stem = self._preset_args(name, default_strength)  # before the optimization, not after
+        if not isinstance(edits, (list, tuple)) or not edits:
+            raise EditorError("invalid_argument", "give at least one (session, labels) pair")
+        for item in edits:
+            if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], Session):
+                raise EditorError("invalid_argument", f"expected (session, labels), got {type(item).__name__}")
+        targets = np.stack([self.model_target(session, labels) for session, labels in edits])
+        before = np.stack([session.labels for session, _ in edits])
+        ws = torch.cat([session.ws for session, _ in edits]).to(self.device)
+        learned = presets_lib.learn_vector(self.generator, self.segmenter, self.perceptual, ws, before, targets,
+                                           steps=steps, progress=progress, should_cancel=should_cancel)
+        m = learned.metrics
+        return self._store(stem, learned.delta[0].cpu().numpy(), learned.classes, default_strength,
+                           f"{steps}-step edit shared by {m['faces']} faces (best step {m['best_step']}, "
+                           f"target IoU {m['iou']:.2f}, leak {m['leak']:.3f})")
+
+    def _preset_args(self, name, default_strength) -> str:
+        """The sanitized stem; refuses a bad name or strength, or a bundle that cannot store presets."""
+        try:
+            stem = sanitize_name(name)
+        except BundleError as e:
+            raise EditorError("invalid_argument", str(e)) from None
         if isinstance(default_strength, bool) or not isinstance(default_strength, (int, float)) \
                 or not math.isfinite(default_strength):
             raise EditorError("invalid_argument", f"default_strength must be finite, got {default_strength!r}")
-        m = result.metrics
-        preset = presets_lib.Preset(stem, result.delta, [self.class_names[c] for c in result.classes],
-                                    float(default_strength),
-                                    source=f"{m.get('steps')}-step edit (best step {m.get('best_step')})")
+        self._presets_dir()
+        return stem
+
+    def _store(self, stem: str, delta: np.ndarray, classes: list[int], default_strength: float, source: str) -> PresetInfo:
+        preset = presets_lib.Preset(stem, np.asarray(delta, np.float32), [self.class_names[c] for c in classes],
+                                    float(default_strength), source=source)
         presets_lib.save_preset(self._presets_dir(), preset)
         return PresetInfo(**preset.metadata())
 

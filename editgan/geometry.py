@@ -107,7 +107,7 @@ def _separable(array: np.ndarray, rows: torch.Tensor, cols: torch.Tensor, chunk_
     h = array.shape[0]
     acc = None
     for y in range(0, h, chunk_rows):
-        part = torch.from_numpy(np.ascontiguousarray(array[y:y + chunk_rows])).float()
+        part = torch.from_numpy(np.array(array[y:y + chunk_rows], dtype=np.float32))  # a copy: sources may be read-only
         term = torch.tensordot(rows[:, y:y + chunk_rows], part, dims=([1], [0]))  # (out_h, W[, C])
         acc = term if acc is None else acc + term
     return torch.tensordot(cols, acc, dims=([1], [1])).transpose(0, 1)  # (out_h, out_w[, C])

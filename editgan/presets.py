@@ -3,7 +3,8 @@
 A preset is δ = w_edit − w (``num_ws × w_dim``), the classes it edits and a default strength,
 stored as ``<name>.npy`` (``np.save``; read with ``allow_pickle=False``) + ``<name>.json``
 (``{name, classes, default_strength, created, source}``) in the bundle's ``presets/`` folder.
-Several presets compose by summing ``s_i · δ_i``. Self-supervised refinement (EditGAN §3.3):
+A preset is learned from one edit or, better, from the same edit on several faces
+(:func:`learn_vector`). Several presets compose by summing ``s_i · δ_i``. Self-supervised refinement (EditGAN §3.3):
 the target labels are the segmentation of G(ws + Σ s_i δ_i) itself, the region Q is every pixel
 of the vectors' classes before ∪ after, and the usual edit loss keeps everything outside Q.
 """
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 
 from .bundle import BundleError, sanitize_name
-from .editing import (Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, class_region, leak, region_radius, render,
-                      segmentation_edit)
+from .editing import (Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, class_region, edit_objective, leak,
+                      optimize_latent, region_iou, region_radius, render, segmentation_edit, touched_classes)
 from .generator import Generator
 from .imageio import to_uint8
 from .segmenter import Segmenter
@@ -174,3 +175,49 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     metrics = dict(iou=None, leak=leak(image, reconstruction, region), steps=0, best_step=0,
                    seconds=time.perf_counter() - t0)
     return EditOutcome(ws.detach() + delta, delta, image, after, region, sorted(classes), metrics)
+
+
+@dataclass
+class LearnedVector:
+    """An editing vector fitted to several faces at once (see :func:`learn_vector`)."""
+
+    delta: torch.Tensor   # [1, num_ws, w_dim]
+    classes: list[int]    # every class some face's edit touches
+    metrics: dict         # iou, leak (means over the faces), per_face, faces, steps, best_step, seconds
+
+
+def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,
+                 target: np.ndarray, *, steps: int = 100, settings: EditSettings = EditSettings(),
+                 progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> LearnedVector:
+    """One δ that makes the same edit on K faces: the mean of their segmentation-edit losses, optimized jointly.
+
+    A vector learned on one face also carries whatever kept *that* face's other parts in place,
+    which moves the parts of the next face; shared by K faces, only the common change fits all of
+    them. On the demo model (8 faces vs 1, 8 held-out faces, docs/demo-model.md) this took
+    short_hair from +0.9 to +3.0 dB, big_pupils from −4.2 to +0.2 dB.
+
+    Args:
+        ws: the faces' latents ``[K, num_ws, w_dim]``.
+        before: uint8 (K, R, R), their current labels; target: uint8 (K, R, R), edited labels (each
+            face must change somewhere). Each face's Q comes from its own touched classes.
+    With K = 1 this is exactly :func:`editgan.editing.segmentation_edit`'s optimization.
+    """
+    t0 = time.perf_counter()
+    k, r = ws.shape[0], generator.resolution
+    assert before.shape == target.shape == (k, r, r) and k >= 1
+    touched = [touched_classes(b, t) for b, t in zip(before, target)]
+    assert all(touched), "a face without any change teaches nothing"
+    regions = np.stack([class_region(b, t, c, region_radius(r)) for b, t, c in zip(before, target, touched)])
+    objective = edit_objective(generator, segmenter, perceptual, ws, regions, target, settings)
+    opt = optimize_latent(objective, torch.zeros_like(ws[:1]), steps, settings.lr, progress, should_cancel,
+                          warmup=settings.warmup)
+    per_face = []
+    for i in range(k):
+        img, labels = render(generator, segmenter, ws[i:i + 1] + opt.delta)
+        reconstruction = to_uint8(render(generator, None, ws[i:i + 1])[0][0])
+        per_face.append({"iou": region_iou(labels, target[i], regions[i], touched[i]),
+                         "leak": leak(to_uint8(img[0]), reconstruction, regions[i])})
+    metrics = {"iou": float(np.mean([f["iou"] for f in per_face])), "leak": float(np.mean([f["leak"] for f in per_face])),
+               "per_face": per_face, "faces": k, "steps": steps, "best_step": opt.best_step,
+               "seconds": time.perf_counter() - t0}
+    return LearnedVector(opt.delta, sorted(set().union(*touched)), metrics)

@@ -167,7 +167,7 @@ def test_edit_reduces_ce_inside_region(models):
     assert steps == list(range(1, 16))
     region = edit_region(before, target, region_radius(32))
     assert np.array_equal(out.region, region) and out.classes == touched_classes(before, target)
-    objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], region, target, EditSettings())
+    objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], region[None], target[None], EditSettings())
     with torch.no_grad():
         start, _ = objective.terms(torch.zeros_like(ws))
         end, _ = objective.terms(out.delta)

@@ -156,6 +156,32 @@ def test_edit_and_presets(editor, session, source, bundle_path):
     assert e.value.code == "invalid_argument"
 
 
+def test_learn_preset_from_several_faces(editor, session, source):
+    g = editor.generator
+    with torch.no_grad():
+        img, _ = g.synthesis(g.mean_ws() + 0.4 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(8)))
+    other = editor.embed(to_uint8(img[0]), steps=4)  # 32×32, another size than the 48×40 source
+    painted = _painted(other)
+    calls = []
+    info = editor.learn_preset("Shared Edit", [(session, _painted(session)), (other, painted)], steps=6,
+                               default_strength=0.7, progress=lambda s, t, p=None: calls.append(s))
+    assert calls == list(range(1, 7)) and info.name == "shared_edit" and info.default_strength == 0.7
+    assert "shared by 2 faces" in info.source and info.classes
+    applied = editor.apply_presets(other, [("shared_edit", 1.0)])
+    assert applied.delta.shape == (g.num_ws, g.w_dim) and np.abs(applied.delta).max() > 0
+    editor.delete_preset("shared_edit")
+
+    ran = []
+    for name, edits, code in [("///", [(other, painted)], "invalid_argument"),  # refused before any step runs
+                              ("ok", [], "invalid_argument"), ("ok", [(None, painted)], "invalid_argument"),
+                              ("ok", [(other, painted), (other, other.source_labels.copy())], "no_change"),
+                              ("ok", [(session, painted)], "invalid_argument")]:  # a 32×32 painting on 48×40
+        with pytest.raises(EditorError) as e:
+            editor.learn_preset(name, edits, steps=3, progress=lambda s, t, p=None: ran.append(s))
+        assert e.value.code == code, (name, code)
+    assert ran == [] and editor.list_presets() == []
+
+
 def test_without_segmenter(bundle_path, source):
     b = Bundle.load(bundle_path)
     b.components.pop("segmenter")

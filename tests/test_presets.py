@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from editgan.editing import Cancelled, class_region, leak, region_radius, render
+from editgan.editing import (Cancelled, EditSettings, class_region, edit_objective, edit_region, leak, region_radius, render,
+                             segmentation_edit)
 from editgan.imageio import to_uint8
-from editgan.presets import (Preset, PresetError, apply_vector, compose, delete_preset, list_presets, load_preset,
-                             read_metadata, save_preset)
-from tests.test_editing import tiny_models
+from editgan.presets import (Preset, PresetError, apply_vector, compose, delete_preset, learn_vector, list_presets,
+                             load_preset, read_metadata, save_preset)
+from tests.test_editing import NUM_CLASSES, tiny_models
 
 
 def _preset(name="smile", shape=(8, 32), seed=0):
@@ -105,3 +106,56 @@ def test_refinement_preserves_outside(models):
 
     assert outside_mse(refined.image) < 0.7 * outside_mse(plain.image)
     assert leak(refined.image, recon, plain.region) <= plain.metrics["leak"]
+
+
+def _face(g, seg, seed, block):
+    """A face of the model and its labels with ``block`` (y0, y1, x0, x1) repainted to another class."""
+    ws = g.mean_ws() + 0.5 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(seed))
+    _, before = render(g, seg, ws)
+    target = before.copy()
+    y0, y1, x0, x1 = block
+    target[y0:y1, x0:x1] = (int(np.bincount(before[y0:y1, x0:x1].ravel()).argmax()) + 1) % NUM_CLASSES
+    return ws, before, target
+
+
+def test_a_vector_learned_on_one_face_is_that_faces_segmentation_edit(models):
+    g, seg, perceptual = models[:3]
+    ws, before, target = _face(g, seg, 11, (8, 16, 10, 20))
+    recon = to_uint8(render(g, None, ws)[0][0])
+    edit = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=8)
+    learned = learn_vector(g, seg, perceptual, ws, before[None], target[None], steps=8)
+    assert torch.allclose(learned.delta, edit.delta, atol=1e-6) and learned.classes == edit.classes
+    assert learned.metrics["iou"] == pytest.approx(edit.metrics["iou"])
+    assert learned.metrics["leak"] == pytest.approx(edit.metrics["leak"])
+    assert learned.metrics["faces"] == 1 and learned.metrics["best_step"] == edit.metrics["best_step"]
+
+
+def test_a_shared_vector_lowers_every_faces_loss(models):
+    g, seg, perceptual = models[:3]
+    faces = [_face(g, seg, seed, block) for seed, block in [(21, (8, 16, 10, 20)), (22, (12, 20, 6, 18)),
+                                                            (23, (18, 26, 12, 24))]]
+    ws = torch.cat([f[0] for f in faces])
+    before, target = np.stack([f[1] for f in faces]), np.stack([f[2] for f in faces])
+    regions = np.stack([edit_region(b, t, region_radius(32)) for b, t in zip(before, target)])
+    alone = [edit_objective(g, seg, perceptual, ws[i:i + 1], regions[i:i + 1], target[i:i + 1], EditSettings())
+             for i in range(3)]
+    joint = edit_objective(g, seg, perceptual, ws, regions, target, EditSettings())
+    probe = 0.3 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():  # one batched evaluation = the mean of the faces' own losses
+        assert float(joint(probe)[0]) == pytest.approx(np.mean([float(o(probe)[0]) for o in alone]), rel=1e-5)
+
+    calls = []
+    learned = learn_vector(g, seg, perceptual, ws, before, target, steps=15,
+                           progress=lambda s, t, p=None: calls.append(s))
+    assert calls == list(range(1, 16)) and learned.delta.shape == (1, g.num_ws, g.w_dim)
+    with torch.no_grad():
+        for objective in alone:
+            assert float(objective(learned.delta)[0]) < float(objective(torch.zeros_like(learned.delta))[0])
+    touched = set()
+    for b, t in zip(before, target):
+        touched |= set(np.unique(b[b != t]).tolist()) | set(np.unique(t[b != t]).tolist())
+    assert learned.classes == sorted(touched)
+    assert learned.metrics["faces"] == 3 and len(learned.metrics["per_face"]) == 3
+    assert 0 <= learned.metrics["leak"] <= 1 and 0 <= learned.metrics["iou"] <= 1
+    with pytest.raises(Cancelled):
+        learn_vector(g, seg, perceptual, ws, before, target, steps=5, should_cancel=lambda: True)

@@ -239,7 +239,7 @@ def test_stratified_seeds_give_every_attribute_its_share():
     seeds = stratified_seeds(16)
     assert tuple(seeds) == ANNOTATION_SEEDS  # the demo bundle's 16 annotations
     assert seeds == sorted(set(seeds)) and max(seeds) < HELD_OUT_SEED_BASE
-    assert not set(seeds) & set(PRESET_SEEDS.values())
+    assert max(seeds) < min(PRESET_SEEDS.values())  # presets learn on faces from there on
     faces = [params_for_seed(s) for s in seeds]
     assert sum(f.mouth_open > 0 for f in faces) == 5   # 30 % of 16, where seeds 0–15 hold only one
     assert sum(f.glasses for f in faces) == 5

@@ -1,3 +1,4 @@
+import json
 import signal
 import subprocess
 import sys
@@ -170,8 +171,8 @@ def test_train_gan_cli_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "G_ema" in state and state["images_seen"] >= 0
 
 
-def test_segmenter_stage_cli_annotates_a_stratified_set_and_records_its_recipe(tmp_path, capsys):
-    """`editgan train segmenter` on an exported bundle: a stratified annotation set, recorded in the bundle."""
+def test_segmenter_and_presets_stage_clis_record_their_recipes(tmp_path, capsys):
+    """`editgan train segmenter`, then `train presets`, on an exported bundle; each records its recipe."""
     from editgan import toyfaces
     from editgan.bundle import Bundle
     from editgan.cli import main
@@ -188,3 +189,16 @@ def test_segmenter_stage_cli_annotates_a_stratified_set_and_records_its_recipe(t
     assert (recipe["members"], recipe["steps"], recipe["class_weight_power"]) == (2, 3, 0.25)
     assert bundle.segmenter is not None and bundle.segmenter.members == 2
     assert '"annotation_seeds"' in capsys.readouterr().out
+
+    with pytest.raises(SystemExit, match="unknown edits"):
+        main(["train", "presets", "--model", str(tmp_path / "bundle"), "--edits", "add_glasses,nope"])
+    rc = main(["train", "presets", "--model", str(tmp_path / "bundle"), "--edits", "add_glasses", "--faces", "2",
+               "--steps", "2", "--embed-steps", "1", "--threads", "1"])
+    assert rc == 0
+    bundle = Bundle.load(tmp_path / "bundle")
+    recipe = bundle.provenance["preset_training"]
+    assert (recipe["faces"], recipe["steps"], recipe["embed_steps"]) == (2, 2, 1)
+    seeds = recipe["seeds"]["add_glasses"]
+    assert list(recipe["seeds"]) == ["add_glasses"] and len(seeds) == 2 and min(seeds) >= 10_000
+    meta = json.loads((tmp_path / "bundle" / "presets" / "add_glasses.json").read_text())
+    assert "glasses" in meta["classes"] and "shared by 2 faces" in meta["source"]

@@ -96,7 +96,14 @@ def cmd_presets(args) -> int:
     from .stages import train_presets_stage
     torch.set_num_threads(args.threads)
     bundle = _load(args.model)
-    print(json.dumps(train_presets_stage(bundle, steps=args.steps), indent=2))
+    edits = args.edits.split(",") if args.edits else None
+    try:
+        report = train_presets_stage(bundle, steps=args.steps, faces=args.faces, embed_steps=args.embed_steps,
+                                     edits=edits)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    bundle.save(bundle.path)  # the recipe goes into the provenance
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -112,6 +119,7 @@ def cmd_all(args) -> int:
     _timed(report, "segmenter", train_segmenter_stage, bundle, seg_steps=args.segmenter_steps)
     bundle.save(bundle.path)
     _timed(report, "presets", train_presets_stage, bundle)
+    bundle.save(bundle.path)
     out = Path(args.out) / "training-report.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
@@ -166,6 +174,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = train.add_parser("presets", help="learn one editing vector per counterfactual edit")
     model_args(p, 100)
+    p.add_argument("--faces", type=int, default=8, help="renders each vector is fitted to at once")
+    p.add_argument("--embed-steps", type=int, default=100)
+    p.add_argument("--edits", default="", help="comma-separated edit names to (re)learn (default: all)")
     p.set_defaults(func=cmd_presets)
 
     p = train.add_parser("all", help="export + encoder + segmenter + presets into a finished bundle")

@@ -2,7 +2,7 @@
 
 Seed ranges keep training and evaluation apart: the GAN streams faces from its own RNG; the 16
 segmentation annotations are a stratified sample (``ANNOTATION_SEEDS``, every part at its
-rate); presets are learned on ``PRESET_SEEDS``; the benchmark uses seeds ≥ ``HELD_OUT_SEED_BASE`` only.
+rate); preset k is learned on the first usable faces from ``PRESET_SEEDS[name]`` on; the benchmark uses seeds ≥ ``HELD_OUT_SEED_BASE`` only.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .losses import edge_loss, pixel_loss
 log = logging.getLogger("editgan.train")
 
 ANNOTATION_SEEDS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 26, 36, 139, 641)  # toyfaces.stratified_seeds(16)
-PRESET_SEEDS = {name: 100 + i for i, name in enumerate(sorted(toyfaces.EDITS))}
+PRESET_SEEDS = {name: 10_000 + 1000 * i for i, name in enumerate(sorted(toyfaces.EDITS))}  # first seed of each
 HELD_OUT_SEED_BASE = 1_000_000
 
 
@@ -131,29 +131,46 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
             "final_loss": history[-1], "perceptual": status["kind"]}
 
 
-def train_presets_stage(bundle: Bundle, steps: int = 100, default_strength: float = 1.0, tries: int = 5) -> dict:
-    """One editing vector per counterfactual edit: a 100-step segmentation edit on one render each."""
+def train_presets_stage(bundle: Bundle, steps: int = 100, faces: int = 8, default_strength: float = 1.0,
+                        embed_steps: int = 100, edits=None) -> dict:
+    """One editing vector per counterfactual edit, shared by ``faces`` renders (``Editor.learn_preset``).
+
+    ``edits``: the names to (re)learn, default every ``toyfaces.EDITS``; other presets are kept.
+
+    The "user" paints each face's true change; a face whose change the model's segmentation
+    cannot show at its resolution teaches nothing and is skipped for the next seed.
+    """
     from ..editor import Editor, EditorError
     editor = Editor(bundle)
     report = {}
-    for name, first_seed in tqdm(sorted(PRESET_SEEDS.items()), desc="presets", unit="preset"):
-        # A change the model's segmentation already shows (or cannot show) teaches nothing: next face.
-        for seed in range(first_seed, first_seed + 1000 * tries, 1000):
+    names = sorted(PRESET_SEEDS if edits is None else edits)
+    unknown = set(names) - set(PRESET_SEEDS)
+    if unknown:
+        raise ValueError(f"unknown edits {sorted(unknown)}; known: {sorted(PRESET_SEEDS)}")
+    for name in tqdm(names, desc="presets", unit="preset"):
+        first_seed = PRESET_SEEDS[name]
+        examples, seeds = [], []
+        for seed in range(first_seed, first_seed + 1000):
             pair = toyfaces.sample_edit_pair(name, seed, size=bundle.resolution)
-            session = editor.embed(pair["source_rgb"])
-            user_labels = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
+            session = editor.embed(pair["source_rgb"], steps=embed_steps)
+            painted = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
             try:
-                result = editor.edit(session, user_labels, steps=steps)
-                break
+                editor.model_target(session, painted)
             except EditorError as e:
                 if e.code != "no_change":
                     raise
-                log.warning("preset %s: seed %d shows no change at the model resolution, trying another", name, seed)
+                continue
+            examples.append((session, painted))
+            seeds.append(seed)
+            if len(examples) == faces:
+                break
         else:
-            raise RuntimeError(f"preset {name}: no usable face in {tries} tries")
-        info = editor.save_preset(name, result, default_strength=default_strength)
-        report[name] = {"seed": seed, "classes": list(info.classes), "iou": result.metrics["iou"],
-                        "leak": result.metrics["leak"]}
+            raise RuntimeError(f"preset {name}: only {len(examples)} of 1000 faces show the change")
+        info = editor.learn_preset(name, examples, steps=steps, default_strength=default_strength)
+        report[name] = {"seeds": seeds, "classes": list(info.classes), "fit": info.source}
+    recipe = bundle.provenance.setdefault("preset_training", {})
+    recipe.update({"steps": steps, "faces": faces, "embed_steps": embed_steps, "default_strength": default_strength})
+    recipe.setdefault("seeds", {}).update({name: r["seeds"] for name, r in report.items()})
     return report
 
 
