@@ -165,7 +165,7 @@ class Editor:
 
     def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, progress: Progress | None = None,
              should_cancel: ShouldCancel | None = None, **loss_overrides) -> EditResult:
-        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup."""
+        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup, keep_q."""
         self._require_segmenter()
         steps = _check_steps(steps, "steps")
         target = self.model_target(session, labels)

@@ -208,7 +208,7 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     touched = [touched_classes(b, t) for b, t in zip(before, target)]
     assert all(touched), "a face without any change teaches nothing"
     regions = np.stack([class_region(b, t, c, region_radius(r)) for b, t, c in zip(before, target, touched)])
-    objective = edit_objective(generator, segmenter, perceptual, ws, regions, target, settings)
+    objective = edit_objective(generator, segmenter, perceptual, ws, before, regions, target, settings)
     opt = optimize_latent(objective, torch.zeros_like(ws[:1]), steps, settings.lr, progress, should_cancel,
                           warmup=settings.warmup)
     per_face = []

@@ -5,6 +5,7 @@ import torch
 from editgan.editing import (Cancelled, EditObjective, EditSettings, class_region, edit_region, leak, optimize_latent,
                              psnr, region_iou, region_radius, render, segmentation_edit, touched_classes)
 from editgan.generator import Generator
+from editgan.geometry import dilate
 from editgan.imageio import to_uint8
 from editgan.perceptual import make_perceptual_loss
 from editgan.segmenter import train_segmenter
@@ -162,12 +163,15 @@ def test_edit_reduces_ce_inside_region(models):
     g, seg, perceptual = models
     ws, recon, before, target = _edit_case(g, seg)
     steps = []
+    # the paper's free Q: the random model's touched classes cover 98 % of its picture, so keeping
+    # their appearance (keep_q, tested below) leaves it little room to move
     out = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=15,
-                            progress=lambda s, t, p=None: steps.append(s))
+                            settings=EditSettings(keep_q=0.0), progress=lambda s, t, p=None: steps.append(s))
     assert steps == list(range(1, 16))
     region = edit_region(before, target, region_radius(32))
     assert np.array_equal(out.region, region) and out.classes == touched_classes(before, target)
-    objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], region[None], target[None], EditSettings())
+    objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], before[None], region[None], target[None],
+                              EditSettings(keep_q=0.0))
     with torch.no_grad():
         start, _ = objective.terms(torch.zeros_like(ws))
         end, _ = objective.terms(out.delta)
@@ -176,6 +180,24 @@ def test_edit_reduces_ce_inside_region(models):
     assert out.image.shape == (32, 32, 3) and out.labels.shape == (32, 32) and out.labels.dtype == np.uint8
     assert 0 <= out.metrics["leak"] <= 1 and 0 <= out.metrics["iou"] <= 1
     assert torch.allclose(out.ws, ws + out.delta)
+
+
+def test_keep_q_weighs_the_appearance_of_qs_unchanged_pixels(models):
+    g, seg, perceptual = models
+    ws, _, before, target = _edit_case(g, seg)
+    region = edit_region(before, target, region_radius(32))
+    near = dilate(before != target, region_radius(32)).numpy()
+    probe = 0.3 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(9))
+    rgb = {}
+    for keep in (0.0, 0.5, 1.0):
+        objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], before[None], region[None],
+                                  target[None], EditSettings(keep_q=keep))
+        weight = objective.rgb_weight[0, 0].numpy()
+        assert (weight[~region] == 1).all() and (weight[near] == 0).all()
+        assert np.allclose(weight[region & ~near], keep) and (region & ~near).any()
+        with torch.no_grad():
+            rgb[keep] = float(objective.terms(probe)[0]["rgb"])
+    assert rgb[0.0] < rgb[0.5] < rgb[1.0]
 
 
 def test_edit_cancel_and_init_delta(models):

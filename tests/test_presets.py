@@ -137,15 +137,16 @@ def test_a_shared_vector_lowers_every_faces_loss(models):
     ws = torch.cat([f[0] for f in faces])
     before, target = np.stack([f[1] for f in faces]), np.stack([f[2] for f in faces])
     regions = np.stack([edit_region(b, t, region_radius(32)) for b, t in zip(before, target)])
-    alone = [edit_objective(g, seg, perceptual, ws[i:i + 1], regions[i:i + 1], target[i:i + 1], EditSettings())
+    paper = EditSettings(keep_q=0.0)  # the random model's classes cover its picture: all of Q free (test_editing)
+    alone = [edit_objective(g, seg, perceptual, ws[i:i + 1], before[i:i + 1], regions[i:i + 1], target[i:i + 1], paper)
              for i in range(3)]
-    joint = edit_objective(g, seg, perceptual, ws, regions, target, EditSettings())
+    joint = edit_objective(g, seg, perceptual, ws, before, regions, target, paper)
     probe = 0.3 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():  # one batched evaluation = the mean of the faces' own losses
         assert float(joint(probe)[0]) == pytest.approx(np.mean([float(o(probe)[0]) for o in alone]), rel=1e-5)
 
     calls = []
-    learned = learn_vector(g, seg, perceptual, ws, before, target, steps=15,
+    learned = learn_vector(g, seg, perceptual, ws, before, target, steps=15, settings=paper,
                            progress=lambda s, t, p=None: calls.append(s))
     assert calls == list(range(1, 16)) and learned.delta.shape == (1, g.num_ws, g.w_dim)
     with torch.no_grad():

@@ -80,7 +80,8 @@ def measure(case: str, resolution: int = 512, classes: int = 32, members: int = 
     region = np.zeros((resolution, resolution), bool)
     region[lo:lo + side, lo:lo + side] = True
     target = np.random.default_rng(seed).integers(0, classes, (resolution, resolution)).astype(np.uint8)
-    objective = EditObjective(g, model, perceptual, ws, recon, region[None], target[None], EditSettings())
+    before = np.zeros_like(target)  # random target labels: "changed" nearly everywhere, as in a big edit
+    objective = EditObjective(g, model, perceptual, ws, recon, before[None], region[None], target[None], EditSettings())
     rss_before = _peak_rss_gib()
     stamps = [time.perf_counter()]
     optimize_latent(objective, torch.zeros_like(ws), steps, EditSettings().lr,

@@ -5,8 +5,9 @@ the "user" paint the true change (the current segmentation with the target's gro
 pasted where they differ), then run every mode:
 
 * ``noop`` — return the source (the baseline every gain is measured against);
-* ``edit`` — segmentation edit with the paper's loss weights and our lr warm-up (``edit_steps`` steps);
-* ``paper`` — the same with the paper's constant lr (no warm-up);
+* ``edit`` — segmentation edit with the paper's loss weights, our lr warm-up and appearance kept on
+  Q's pixels away from the change (``EditSettings.keep_q``), ``edit_steps`` steps;
+* ``paper`` — the same with the paper's constant lr (no warm-up) and all of Q free;
 * ``preset``, ``preset+10``, ``preset+30`` — the bundle's preset of the same name at its default
   strength, without / with self-supervised refinement (only when the bundle has that preset).
 
@@ -49,7 +50,7 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
     if mode in ("edit", "paper"):
-        overrides = {"lr": PAPER_LR, "warmup": 0.0} if mode == "paper" else {}
+        overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0} if mode == "paper" else {}
         result = editor.edit(session, user_labels, steps=edit_steps, **overrides)
     else:
         strength = next(p.default_strength for p in editor.list_presets() if p.name == task)
