@@ -75,6 +75,7 @@ class Bundle:
     provenance: dict = field(default_factory=dict)
     components: dict[str, nn.Module] = field(default_factory=dict)
     path: Path | None = None
+    edit_defaults: dict = field(default_factory=dict)  # EditSettings overrides measured best for this model
 
     @property
     def resolution(self) -> int:
@@ -111,6 +112,8 @@ class Bundle:
             "licence": self.licence,
             "provenance": self.provenance,
         }
+        if self.edit_defaults:
+            m["edit_defaults"] = dict(self.edit_defaults)
         for key, module in self.components.items():
             m[key] = module.config_dict()
         return m
@@ -156,6 +159,7 @@ class Bundle:
             if key in m and m[key] != expected:
                 raise BundleError(f"{manifest_path}: field {key!r} is {m[key]} but the generator config implies {expected}")
         classes = validate_classes(m["classes"], manifest_path)
+        edit_defaults = validate_edit_defaults(m.get("edit_defaults") or {}, manifest_path)
 
         generator = Generator(gcfg)
         _load_state(generator, path / "generator.pt")
@@ -172,7 +176,8 @@ class Bundle:
             components[key] = module.to(device).eval()
         return cls(name=str(m["name"]), generator=generator.to(device).eval(), classes=classes,
                    domain=str(m.get("domain", "unknown")), licence=str(m.get("licence", "unspecified")),
-                   provenance=m.get("provenance") or {}, components=components, path=path)
+                   provenance=m.get("provenance") or {}, components=components, path=path,
+                   edit_defaults=edit_defaults)
 
 
 def _cpu_state(module: nn.Module) -> dict:
@@ -227,3 +232,15 @@ def validate_classes(classes, where: Path) -> list[ClassInfo]:
         seen_colors[color] = c["name"]
         out.append(ClassInfo(c["name"], color))
     return out
+
+
+def validate_edit_defaults(value, where: Path) -> dict:
+    """``edit_defaults``: a map of :class:`EditSettings` names to finite numbers ≥ 0."""
+    from .editing import EditSettings
+    if not isinstance(value, dict):
+        raise BundleError(f"{where}: field 'edit_defaults' must be a map of edit settings")
+    try:
+        EditSettings().replace(**value)
+    except (ValueError, TypeError) as e:
+        raise BundleError(f"{where}: field 'edit_defaults': {e}") from None
+    return dict(value)

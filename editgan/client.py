@@ -210,11 +210,17 @@ class EditGANClient:
         return self.request("apply_preset", {"session": session, "presets": items, "refine_steps": refine_steps,
                                              "preview": preview}, progress=progress)
 
-    def save_preset(self, session: str, name: str, default_strength: float | None = None) -> dict:
+    def save_preset(self, session: str, name: str, default_strength: float | None = None, *,
+                    more_sessions=(), steps: int | None = None, progress=None) -> dict:
+        """Store the session's last edit; with ``more_sessions``, fit one vector to all their painted edits."""
         fields = {"session": session, "name": name}
         if default_strength is not None:
             fields["default_strength"] = default_strength
-        return self.request("save_preset", fields)
+        if more_sessions:
+            fields["more_sessions"] = list(more_sessions)
+        if steps is not None:
+            fields["steps"] = steps
+        return self.request("save_preset", fields, progress=progress)
 
     def delete_preset(self, name: str) -> dict:
         return self.request("delete_preset", {"name": name})

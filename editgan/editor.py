@@ -74,6 +74,7 @@ class Session:
     geometry: Geometry
     psnr: float
     last_result: EditResult | None = None
+    last_painted: np.ndarray | None = None  # labels of the last segmentation edit (None after presets)
 
 
 def _check_steps(value, name: str, minimum: int = 1) -> int:
@@ -110,6 +111,7 @@ class Editor:
                 module.to(self.device).eval().requires_grad_(False)
         self.perceptual, self.perceptual_status = make_perceptual_loss(self.device, perceptual)
         self.embed_settings = default_embed_settings(self.perceptual_status["kind"])
+        self.edit_settings = EditSettings().replace(**bundle.edit_defaults)  # checked when the bundle loaded
         self.class_names = [c.name for c in bundle.classes]
         if self.segmenter is not None and self.segmenter.num_classes != len(self.class_names):
             raise EditorError("invalid_argument", f"segmenter predicts {self.segmenter.num_classes} classes, "
@@ -170,13 +172,15 @@ class Editor:
         steps = _check_steps(steps, "steps")
         target = self.model_target(session, labels)
         try:
-            settings = EditSettings().replace(**loss_overrides)
+            settings = self.edit_settings.replace(**loss_overrides)
         except ValueError as e:
             raise EditorError("invalid_argument", str(e)) from None
         outcome = segmentation_edit(self.generator, self.segmenter, self.perceptual, session.ws,
                                     session.reconstruction, session.labels, target, steps=steps, settings=settings,
                                     progress=progress, should_cancel=should_cancel)
-        return self._finish(session, outcome)
+        result = self._finish(session, outcome)
+        session.last_painted = labels.copy()
+        return result
 
     def apply_presets(self, session: Session, items, *, refine_steps: int = 0, progress: Progress | None = None,
                       should_cancel: ShouldCancel | None = None) -> EditResult:
@@ -200,9 +204,11 @@ class Editor:
             deltas.append((preset.delta, float(strength)))
         outcome = presets_lib.apply_vector(self.generator, self.segmenter, self.perceptual, session.ws,
                                            session.reconstruction, session.labels, presets_lib.compose(deltas),
-                                           sorted(class_ids), refine_steps=refine_steps, progress=progress,
-                                           should_cancel=should_cancel)
-        return self._finish(session, outcome)
+                                           sorted(class_ids), refine_steps=refine_steps, settings=self.edit_settings,
+                                           progress=progress, should_cancel=should_cancel)
+        result = self._finish(session, outcome)
+        session.last_painted = None
+        return result
 
     def _finish(self, session: Session, outcome: EditOutcome) -> EditResult:
         image, region, box = blend_back(session.source, session.geometry, outcome.image, session.reconstruction,
@@ -256,7 +262,8 @@ class Editor:
         before = np.stack([session.labels for session, _ in edits])
         ws = torch.cat([session.ws for session, _ in edits]).to(self.device)
         learned = presets_lib.learn_vector(self.generator, self.segmenter, self.perceptual, ws, before, targets,
-                                           steps=steps, progress=progress, should_cancel=should_cancel)
+                                           steps=steps, settings=self.edit_settings, progress=progress,
+                                           should_cancel=should_cancel)
         m = learned.metrics
         return self._store(stem, learned.delta[0].cpu().numpy(), learned.classes, default_strength,
                            f"{steps}-step edit shared by {m['faces']} faces (best step {m['best_step']}, "

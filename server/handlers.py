@@ -179,19 +179,44 @@ class Handlers:
         sid = req.string("session", max_len=MAX_ID_CHARS)
         name = preset_name(req, req.header.get("name"))
         strength = req.number("default_strength", -self.limits.max_strength, self.limits.max_strength, default=1.0)
+        more = req.header.get("more_sessions") or []
+        most = self.limits.max_preset_faces - 1
+        if not isinstance(more, list) or len(more) > most \
+                or not all(isinstance(s, str) and 0 < len(s) <= MAX_ID_CHARS for s in more):
+            raise req.error("bad_request", f"'more_sessions' must be a list of at most {most} session ids")
+        steps = req.integer("steps", 1, self.limits.max_steps, default=100)
         req.check_all_frames_used()
-        self._session(req, sid)
+        ids = list(dict.fromkeys([sid, *more]))
+        for i in ids:
+            self._session(req, i)
 
         def run(ctx: JobContext):
             session = self._session(req, sid)
-            result = getattr(session, "last_result", None)
-            if result is None:
-                raise req.error("no_edit", "this session has no edit to save: run edit or apply_preset first")
-            with engine_errors(req.id):
-                info = self.editor.save_preset(name, result, default_strength=strength)
+            if len(ids) == 1:
+                result = getattr(session, "last_result", None)
+                if result is None:
+                    raise req.error("no_edit", "this session has no edit to save: run edit or apply_preset first")
+                with engine_errors(req.id):
+                    info = self.editor.save_preset(name, result, default_strength=strength)
+            else:
+                info = self._learn_preset(req, ctx, name, ids, steps, strength)
             self._refresh_presets()
-            return {"preset": info}, {}
+            return {"preset": info, "faces": len(ids)}, {}
         return run
+
+    def _learn_preset(self, req: Request, ctx: JobContext, name: str, ids: list, steps: int, strength: float):
+        """One vector fitted to the last painted edit of every session in ``ids``."""
+        edits = []
+        for i in ids:
+            session = self._session(req, i)
+            if getattr(session, "last_painted", None) is None:
+                raise req.error("no_edit", f"session {i!r} has no painted edit: a preset fitted to several "
+                                           "faces learns from segmentation edits, not preset results")
+            edits.append((session, session.last_painted))
+        with engine_errors(req.id):
+            return self.editor.learn_preset(
+                name, edits, steps=steps, default_strength=strength, should_cancel=ctx.should_cancel,
+                progress=lambda step, total, preview=None: ctx.progress(step, total, preview, stage="learn"))
 
     def delete_preset(self, req: Request) -> JobFn:
         name = preset_name(req, req.header.get("name"))

@@ -31,6 +31,14 @@ def test_round_trip_renders_identically(saved, tiny_generator):
     m = json.loads((saved / "model.json").read_text())
     assert m["format_version"] == 1 and m["num_ws"] == tiny_generator.num_ws and m["w_dim"] == 32
     assert (saved / "presets").is_dir()
+    assert b.edit_defaults == {} and "edit_defaults" not in m
+
+
+def test_edit_defaults_round_trip(saved):
+    b = Bundle.load(saved)
+    b.edit_defaults = {"keep_q": 0.5, "lr": 0.01}
+    b.save(saved)
+    assert Bundle.load(saved).edit_defaults == {"keep_q": 0.5, "lr": 0.01}
 
 
 def test_missing_generator_file(saved):
@@ -54,6 +62,9 @@ def test_missing_manifest_and_folder(tmp_path, saved):
     ({"classes": [{"name": "a", "color": [1, 2, 300]}, {"name": "b", "color": [0, 0, 0]}]},
      r"classes\[0\] \(a\) 'color'"),
     ({"resolution": 64}, r"field 'resolution' is 64"),
+    ({"edit_defaults": {"keep_q": -1}}, r"'edit_defaults': keep_q must be a finite number"),
+    ({"edit_defaults": {"bogus": 1}}, r"'edit_defaults': unknown edit setting 'bogus'"),
+    ({"edit_defaults": [1]}, r"'edit_defaults' must be a map"),
     ({"classes": [{"name": f"c{i}", "color": [i % 256, i // 256, 0]} for i in range(257)]},
      r"2 to 256 \{name, color\} entries"),  # labels are uint8: class 256 would wrap to 0
 ])

@@ -108,7 +108,9 @@ def test_edit_cancel_leaves_session_untouched(editor, session):
 
 def test_edit_and_presets(editor, session, source, bundle_path):
     steps = []
-    result = editor.edit(session, _painted(session), steps=6, progress=lambda s, t, p=None: steps.append((s, t)))
+    painted = _painted(session)
+    result = editor.edit(session, painted, steps=6, progress=lambda s, t, p=None: steps.append((s, t)))
+    assert np.array_equal(session.last_painted, painted) and session.last_painted is not painted
     assert steps == [(s, 6) for s in range(1, 7)]
     assert isinstance(result, EditResult) and session.last_result is result
     assert result.image.shape == source.shape and result.image.dtype == np.uint8
@@ -131,6 +133,7 @@ def test_edit_and_presets(editor, session, source, bundle_path):
     assert editor.info()["presets"] == [info.to_dict()]
 
     applied = editor.apply_presets(session, [("big_edit", 1.0)])
+    assert session.last_painted is None  # the last result is no longer a painted edit
     assert np.allclose(applied.delta, result.delta, atol=1e-6) and applied.metrics["iou"] is None
     twice = editor.apply_presets(session, [("big_edit", 0.5), ("big_edit", 1.5)])
     assert np.allclose(twice.delta, 2 * result.delta, atol=1e-5)
@@ -180,6 +183,18 @@ def test_learn_preset_from_several_faces(editor, session, source):
             editor.learn_preset(name, edits, steps=3, progress=lambda s, t, p=None: ran.append(s))
         assert e.value.code == code, (name, code)
     assert ran == [] and editor.list_presets() == []
+
+
+def test_the_bundles_edit_defaults_apply_and_overrides_win(bundle_path, source):
+    b = Bundle.load(bundle_path)
+    b.edit_defaults = {"keep_q": 1.0}
+    ed = Editor(b, perceptual="fallback")
+    assert ed.edit_settings.keep_q == 1.0 and ed.edit_settings.lambda_rgb == 15.0
+    s = ed.embed(source, steps=8)
+    kept = ed.edit(s, _painted(s), steps=6)          # this random model cannot change one part alone
+    assert kept.box[2:] == (0, 0) and kept.metrics["best_step"] == 0
+    free = ed.edit(s, _painted(s), steps=6, keep_q=0.0)
+    assert free.box[2] > 0 and free.metrics["best_step"] > 0
 
 
 def test_without_segmenter(bundle_path, source):

@@ -71,9 +71,12 @@ class FakeEditGAN:
         if s is None:
             return [({"event": "error", "code": "unknown_session", "message": "unknown session"},)]
         if op == "save_preset":
+            missing = [m for m in header.get("more_sessions", []) if m not in self.sessions]
+            if missing:
+                return [({"event": "error", "code": "unknown_session", "message": f"unknown session {missing[0]}"},)]
             preset = {"name": header["name"], "classes": ["lips"], "default_strength": 1.0}
             self.presets.append(preset)
-            return [({"event": "result", "preset": preset},)]
+            return [({"event": "result", "preset": preset, "faces": 1 + len(header.get("more_sessions", []))},)]
         w, h = s["w"], s["h"]
         if op == "edit":
             seg = frames[0]
@@ -320,6 +323,34 @@ def test_save_preset_refreshes_the_list(env):
     assert ok and env.server.received[-2][0]["name"] == "wide smile"
     assert wait_until(lambda: lists)
     assert [p["name"] for p in env.ctl.presets] == ["smile", "wide smile"]
+
+
+def test_a_preset_from_every_painted_layer_names_their_sessions(env):
+    second = env.doc.add_layer("second portrait", portrait(32, 24))
+    for node in (env.source, second):
+        env.doc.setActiveNode(node)
+        run(env, "analyze")
+        seg = env.doc.activeNode()
+        paint_lips_lower(env, seg, Rect(0, 0, 32, 24))
+        assert run(env, "apply_edit", 3)[1]
+    env.doc.setActiveNode(env.source)
+    assert run(env, "apply_presets", [("smile", 1.0)], 0)[1]     # the first layer's last result: a preset
+    kind, ok, detail = run(env, "save_preset", "shared", 1.0, True)
+    assert not ok and "at least two analyzed layers" in detail
+    env.doc.setActiveNode(second)
+    kind, ok, _ = run(env, "save_preset", "shared", 1.0, True)  # only the second layer still holds a painted edit
+    assert not ok
+
+    env.doc.setActiveNode(env.source)
+    seg = layer(env, "EditGAN segmentation")
+    paint_lips_lower(env, seg, Rect(0, 0, 32, 24))
+    assert run(env, "apply_edit", 3)[1]
+    kind, ok, _ = run(env, "save_preset", "shared", 1.0, True)
+    header = env.server.received[-2][0]
+    assert ok and header["op"] == "save_preset" and header["session"] == "s1" and header["more_sessions"] == ["s2"]
+    assert env.messages[-1][0] == "Saved preset “shared” (fitted to 2 portraits)."
+    kind, ok, _ = run(env, "save_preset", "single")                # the default: this layer's edit alone
+    assert ok and "more_sessions" not in env.server.received[-2][0]
 
 
 def test_not_connected_is_a_clear_error(env):

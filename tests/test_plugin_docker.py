@@ -112,6 +112,20 @@ def test_docker_presets_strength_refine_and_settings(ctl, monkeypatch):
     assert not docker.analyze_button.isEnabled()
 
 
+def test_docker_save_preset_asks_a_name_and_passes_the_every_layer_choice(ctl, monkeypatch):
+    from editgan_krita import docker as docker_module
+    assert wait_until(lambda: ctl.client.connected)
+    docker = EditGANDocker()
+    calls, answers = [], iter([("  wide smile ", True), ("x", False), ("shared", True)])
+    monkeypatch.setattr(docker_module.QInputDialog, "getText", lambda *a, **k: next(answers))
+    monkeypatch.setattr(ctl, "save_preset", lambda name, every_painted_layer=False: calls.append((name, every_painted_layer)))
+    docker.save_button.click()
+    docker.save_button.click()                   # cancelled dialog: nothing saved
+    docker.save_every.setChecked(True)
+    docker.save_button.click()
+    assert calls == [("wide smile", False), ("shared", True)]
+
+
 def test_docker_shows_progress_and_errors(ctl):
     assert wait_until(lambda: ctl.client.connected)
     docker = EditGANDocker()

@@ -116,6 +116,37 @@ def test_presets_save_apply_compose_list_delete(client):
     client.delete_preset("my_test_edit")
 
 
+def test_save_preset_fitted_to_several_sessions(client):
+    palette = palette_of(client.hello())
+    ids = []
+    for i, (h, w) in enumerate([(32, 32), (24, 30)]):
+        emb = client.embed(face(h, w, 10 + i), **STEPS)
+        target = next(c for c in range(len(palette)) if (emb["labels"] != c).mean() > 0.5)
+        client.edit(emb["session"], paint_edit(emb["segmentation"], palette, target), steps=2)
+        ids.append(emb["session"])
+    events = []
+    saved = client.save_preset(ids[0], "Two Faces", more_sessions=[ids[1], ids[0]], steps=3, progress=events.append)
+    assert saved["faces"] == 2 and saved["preset"]["name"] == "two_faces"
+    assert "shared by 2 faces" in saved["preset"]["source"]
+    steps = [(e["stage"], e["step"], e["total"]) for e in events if e.get("event") == "progress"]
+    assert steps[0] == ("learn", 1, 3) and steps[-1] == ("learn", 3, 3)  # throttled: first and last always
+    assert {stage for stage, _, _ in steps} == {"learn"}
+    assert "two_faces" in [p["name"] for p in client.list_presets()]
+
+    limit = client.hello()["limits"]["max_preset_faces"]
+    for more, code in [("abc", "bad_request"), ([1], "bad_request"), (["x"] * limit, "bad_request"),
+                       (["no-such-session"], "unknown_session")]:
+        with pytest.raises(ClientError) as e:
+            client.request("save_preset", {"session": ids[0], "name": "bad", "more_sessions": more})
+        assert e.value.code == code, more
+    client.apply_presets(ids[1], [("two_faces", 1.0)])  # its last result is now a preset, not a painted edit
+    with pytest.raises(ClientError) as e:
+        client.save_preset(ids[0], "bad", more_sessions=[ids[1]])
+    assert e.value.code == "no_edit" and "painted edit" in e.value.message
+    assert "bad" not in [p["name"] for p in client.list_presets()]
+    client.delete_preset("two_faces")
+
+
 def test_close_session_and_lru_expiry(editor, make_client):
     srv = start_server(editor, max_sessions=2)
     try:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 NO_CHANGE_MESSAGE = "The edit changed no pixels: paint a bigger change, use more steps or raise the strength."
 STAGE_LABELS = {"embed": "Analyzing", "edit": "Editing", "apply_preset": "Applying presets",
-                "refine": "Refining", "save_preset": "Saving preset"}
+                "refine": "Refining", "save_preset": "Saving preset", "learn": "Learning preset"}
 
 
 def describe_metrics(metrics: dict) -> str:
@@ -151,8 +151,12 @@ class Controller(QObject):
         self._start(job, "apply_preset", {"presets": [{"name": n, "strength": s} for n, s in choices],
                                           "refine_steps": int(refine_steps), "preview": True})
 
-    def save_preset(self, name: str, default_strength: float = 1.0) -> None:
-        """Store the last edit of the active layer's session as a named preset on the server."""
+    def save_preset(self, name: str, default_strength: float = 1.0, every_painted_layer: bool = False) -> None:
+        """Store the last edit of the active layer's session as a named preset on the server.
+
+        ``every_painted_layer``: fit one vector to the painted edits of every analyzed layer (the
+        same edit made on several portraits), which carries over to new portraits far better.
+        """
         if not self._can_start():
             return
         name = name.strip()
@@ -163,11 +167,17 @@ class Controller(QObject):
             entry = self.sessions.owner(document.document_key(doc), uid(node))
             if entry is None or not (entry.has_edit and entry.session):
                 raise DocumentError("Apply an edit first: a preset is made from the last edit.")
+            others = [e.session for e in self.sessions.entries() if e is not entry and e.painted and e.session]
+            if every_painted_layer and not (entry.painted and others):
+                raise DocumentError("Paint and apply the same edit on at least two analyzed layers first "
+                                    "(the last result of each must be an edit, not a preset).")
         except DocumentError as e:
             return self._fail("save_preset", str(e))
         job = Job("save_preset", entry=entry)
-        self._start_request(job, "save_preset", {"session": entry.session, "name": name,
-                                                 "default_strength": float(default_strength)})
+        fields = {"session": entry.session, "name": name, "default_strength": float(default_strength)}
+        if every_painted_layer:
+            fields["more_sessions"] = others
+        self._start_request(job, "save_preset", fields)
 
     def cancel(self) -> None:
         job = self.job
@@ -280,7 +290,9 @@ class Controller(QObject):
         """Use a ``result``: (ok, message, new layer uid or error code)."""
         if op == "save_preset":
             self._refresh_presets()
-            return True, f"Saved preset “{(msg.get('preset') or {}).get('name', '?')}”.", ""
+            faces = msg.get("faces")
+            fitted = f" (fitted to {faces} portraits)" if isinstance(faces, int) and faces > 1 else ""
+            return True, f"Saved preset “{(msg.get('preset') or {}).get('name', '?')}”{fitted}.", ""
         root = job.doc.rootNode()
         source = find_node(root, job.entry.source) if root is not None else None
         if source is None:
@@ -313,7 +325,7 @@ class Controller(QObject):
                 or image.format != "rgba8":
             raise ValueError(f"result box {box} / image {image.width}×{image.height} does not fit the "
                              f"{region.width}×{region.height} region")
-        entry.has_edit = True
+        entry.has_edit, entry.painted = True, job.kind == "edit"
         self.sessions.put(entry)
         if box[2] == 0 or box[3] == 0:
             return False, NO_CHANGE_MESSAGE, "no_change"

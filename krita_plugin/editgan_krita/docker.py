@@ -10,7 +10,7 @@ from . import deps, palette, settings
 from .document import set_foreground
 from .layer import format_strength
 from .qt_compat import (CHECKED, HORIZONTAL, IMAGE_RGB888, ITEM_CHECKABLE, ITEM_ENABLED, UNCHECKED, USER_ROLE,
-                        QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QImage, QInputDialog, QLabel, QLineEdit,
+                        QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QImage, QInputDialog, QLabel, QLineEdit,
                         QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QSlider, QSpinBox,
                         QToolButton, QVBoxLayout, QWidget)
 
@@ -102,6 +102,9 @@ class EditGANDocker(DockWidget):
         self.refine.setCurrentIndex(REFINE_CHOICES.index(saved) if saved in REFINE_CHOICES else 0)
         self.apply_presets_button = QPushButton("Apply presets", presets)
         self.save_button = QPushButton("Save edit as preset…", presets)
+        self.save_every = QCheckBox("from every painted layer", presets)
+        self.save_every.setToolTip("Fit the preset to the same edit painted on several analyzed portraits: "
+                                   "it then carries over to new portraits far better than one edit does.")
         box.addWidget(self.preset_list)
         row = QHBoxLayout()
         row.addWidget(QLabel("Strength", presets))
@@ -112,7 +115,10 @@ class EditGANDocker(DockWidget):
         row.addWidget(self.refine)
         row.addWidget(self.apply_presets_button, 1)
         box.addLayout(row)
-        box.addWidget(self.save_button)
+        row = QHBoxLayout()
+        row.addWidget(self.save_button, 1)
+        row.addWidget(self.save_every)
+        box.addLayout(row)
         layout.addWidget(presets)
 
         self.progress = QProgressBar(root)
@@ -284,4 +290,4 @@ class EditGANDocker(DockWidget):
     def _save_preset(self):
         name, ok = QInputDialog.getText(self, "Save edit as preset", "Preset name:")
         if ok and name.strip():
-            self.controller.save_preset(name.strip())
+            self.controller.save_preset(name.strip(), every_painted_layer=self.save_every.isChecked())

@@ -33,6 +33,7 @@ QGridLayout = QtWidgets.QGridLayout
 QLabel = QtWidgets.QLabel
 QLineEdit = QtWidgets.QLineEdit
 QPushButton = QtWidgets.QPushButton
+QCheckBox = QtWidgets.QCheckBox
 QToolButton = QtWidgets.QToolButton
 QSpinBox = QtWidgets.QSpinBox
 QSlider = QtWidgets.QSlider

@@ -25,6 +25,7 @@ class Entry:
     segmentation: str = None    # uniqueId of the current "EditGAN segmentation" layer
     outputs: list = field(default_factory=list)  # every layer made for this source, oldest first
     has_edit: bool = False      # the server session holds an edit that save_preset can store
+    painted: bool = False       # …and it is a painted segmentation edit (a shared preset can learn from it)
 
     def layer_ids(self) -> set:
         return {self.source, self.segmentation, *self.outputs} - {None}
@@ -40,6 +41,9 @@ class SessionStore:
     def put(self, entry: Entry) -> Entry:
         self._entries[(entry.document, entry.source)] = entry
         return entry
+
+    def entries(self) -> list:
+        return list(self._entries.values())
 
     def owner(self, document: str, layer: str):
         """The entry whose source, segmentation or result layer is ``layer`` (the source wins)."""
@@ -92,7 +96,7 @@ class SessionRunner:
         if event != "result":
             self.on_event("embed", event, msg)
             return
-        self.entry.session, self.entry.has_edit = msg["session"], False
+        self.entry.session, self.entry.has_edit, self.entry.painted = msg["session"], False, False
         if self.on_embedded is not None:
             self.on_embedded(msg)
         if self._op is None:
