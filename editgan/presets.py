@@ -4,9 +4,10 @@ A preset is δ = w_edit − w (``num_ws × w_dim``), the classes it edits and a 
 stored as ``<name>.npy`` (``np.save``; read with ``allow_pickle=False``) + ``<name>.json``
 (``{name, classes, default_strength, created, source}``) in the bundle's ``presets/`` folder.
 A preset is learned from one edit or, better, from the same edit on several faces
-(:func:`learn_vector`). Several presets compose by summing ``s_i · δ_i``. Self-supervised refinement (EditGAN §3.3):
-the target labels are the segmentation of G(ws + Σ s_i δ_i) itself, the region Q is every pixel
-of the vectors' classes before ∪ after, and the usual edit loss keeps everything outside Q.
+(:func:`learn_vector`). Several presets compose by summing ``s_i · δ_i``. Self-supervised
+refinement (EditGAN §3.3): the target labels are the segmentation of G(ws + Σ s_i δ_i) itself,
+the region Q is every pixel of the vectors' classes before ∪ after, and the usual edit loss keeps
+everything outside Q.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
         ws: the faces' latents ``[K, num_ws, w_dim]``.
         before: uint8 (K, R, R), their current labels; target: uint8 (K, R, R), edited labels (each
             face must change somewhere). Each face's Q comes from its own touched classes.
-    With K = 1 this is exactly :func:`editgan.editing.segmentation_edit`'s optimization.
+    With K = 1 this is exactly :func:`editgan.editing.segmentation_edit`'s optimization. The K faces
+    go through the generator as one batch: memory grows like K edit steps.
     """
     t0 = time.perf_counter()
     k, r = ws.shape[0], generator.resolution

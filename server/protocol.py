@@ -42,7 +42,7 @@ class Limits:
     max_refine_steps: int = 100
     max_strength: float = 10.0
     max_presets: int = 16          # presets composed in one apply_preset
-    max_preset_faces: int = 16     # sessions one save_preset may fit its vector to
+    max_preset_faces: int = 8      # sessions one save_preset fits its vector to (one batch: memory ~ K edit steps)
     max_frames: int = 8            # frames per message, header included
     max_header_bytes: int = 64 * 1024
     max_queue_per_client: int = 8  # queued + running jobs of one client
