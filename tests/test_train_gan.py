@@ -186,9 +186,10 @@ def test_segmenter_and_presets_stage_clis_record_their_recipes(tmp_path, capsys)
     bundle = Bundle.load(tmp_path / "bundle")
     recipe = bundle.provenance["segmenter_training"]
     assert recipe["annotation_seeds"] == toyfaces.stratified_seeds(4)
-    assert (recipe["members"], recipe["steps"], recipe["class_weight_power"]) == (2, 3, 0.25)
+    assert (recipe["members"], recipe["steps"], recipe["class_weight_power"], recipe["mirror"]) == (2, 3, 0.25, True)
     assert bundle.segmenter is not None and bundle.segmenter.members == 2
-    assert '"annotation_seeds"' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '"annotation_seeds"' in out and '"embedded": 8' in out  # 4 annotations and their mirror images
 
     with pytest.raises(SystemExit, match="unknown edits"):
         main(["train", "presets", "--model", str(tmp_path / "bundle"), "--edits", "add_glasses,nope"])

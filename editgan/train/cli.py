@@ -86,7 +86,7 @@ def cmd_segmenter(args) -> int:
     bundle = _load(args.model)
     report = train_segmenter_stage(bundle, embed_steps=args.embed_steps, seg_steps=args.steps,
                                    members=args.members, seeds=toyfaces.stratified_seeds(args.annotations),
-                                   class_weight_power=args.class_weight_power)
+                                   class_weight_power=args.class_weight_power, mirror=not args.no_mirror)
     bundle.save(bundle.path)
     print(json.dumps(report, indent=2))
     return 0
@@ -170,6 +170,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cross-entropy class weights (1/frequency)^power; 0 = plain cross-entropy")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--members", type=int, default=3)
+    p.add_argument("--no-mirror", action="store_true",
+                   help="do not also train on the annotations mirrored left-right")
     p.set_defaults(func=cmd_segmenter)
 
     p = train.add_parser("presets", help="learn one editing vector per counterfactual edit")

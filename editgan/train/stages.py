@@ -100,14 +100,24 @@ def annotated_renders(seeds, resolution: int) -> tuple[list[np.ndarray], list[np
 
 
 def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int = 1500, members: int = 3,
-                          seeds=ANNOTATION_SEEDS, lr: float = 3e-3, class_weight_power: float = 0.5) -> dict:
-    """DatasetGAN few-shot: embed 16 annotated renders, train the ensemble on their generator features."""
+                          seeds=ANNOTATION_SEEDS, lr: float = 3e-3, class_weight_power: float = 0.5,
+                          mirror: bool = True) -> dict:
+    """DatasetGAN few-shot: embed 16 annotated renders, train the ensemble on their generator features.
+
+    ``mirror``: also embed each annotated render mirrored left-right, with its labels mirrored (no
+    toy-portrait class has a side, so these are the same 16 annotations, seen twice). On 80 held-out
+    renders with the 160k model: mIoU 0.471 → 0.493; extra embeddings of the same render (encoder
+    only, 40 steps) instead lowered it to 0.454.
+    """
     from ..embedding import default_embed_settings, embed
     from ..perceptual import make_perceptual_loss
     from ..segmenter import train_segmenter
     g = bundle.generator
     perceptual, status = make_perceptual_loss(prefer="auto")
     images, labels = annotated_renders(seeds, g.resolution)
+    if mirror:
+        images += [np.ascontiguousarray(img[:, ::-1]) for img in images]
+        labels += [np.ascontiguousarray(lab[:, ::-1]) for lab in labels]
     settings = default_embed_settings(status["kind"])
     ws_list, psnrs = [], []
     t0 = time.perf_counter()
@@ -129,9 +139,9 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
     bar.close()
     bundle.components["segmenter"] = seg
     recipe = {"annotation_seeds": [int(s) for s in seeds], "embed_steps": embed_steps, "steps": seg_steps,
-              "members": members, "lr": lr, "class_weight_power": class_weight_power}
+              "members": members, "lr": lr, "class_weight_power": class_weight_power, "mirror": mirror}
     bundle.provenance["segmenter_training"] = recipe
-    return {**recipe, "embed_psnr_mean": float(np.mean(psnrs)), "embed_seconds": t_embed,
+    return {**recipe, "embedded": len(images), "embed_psnr_mean": float(np.mean(psnrs)), "embed_seconds": t_embed,
             "final_loss": history[-1], "perceptual": status["kind"]}
 
 
