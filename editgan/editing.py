@@ -7,8 +7,8 @@ reconstruction outside Q. Loss (EditGAN):
     λ_rgb · (λ_lpips · perceptual + λ_mse · MSE)   outside Q, vs the reconstruction
     + λ_ce · cross-entropy                          inside Q, vs the edited labels
 
-where our default also keeps the appearance of Q's pixels away from any changed label
-(``EditSettings.keep_q``; 0 = the paper, Q entirely free).
+where a bundle may also keep the appearance of Q's pixels away from any changed label
+(``EditSettings.keep_q``; 0, the default, = the paper: Q entirely free).
 
 The same objective drives preset refinement (:mod:`editgan.presets`); the optimization loop
 (:func:`optimize_latent`, with progress and cancellation) also drives the embedding.
@@ -235,7 +235,7 @@ class EditObjective:
         ce_mask = torch.from_numpy(region_s[:, y0:y1, x0:x1]).to(device).float()
         # mean over each face's Q pixels as a weighted sum (no boolean gather), then over faces
         self.ce_weight = ce_mask / ce_mask.sum((1, 2), keepdim=True) / k
-        self.ce_target = torch.from_numpy(target_s[:, y0:y1, x0:x1].astype(np.int64)).to(device)
+        self.ce_target = torch.from_numpy(target_s[:, y0:y1, x0:x1].astype(np.int64)).to(device)[None, :, None]
 
     def terms(self, delta: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Loss terms ({rgb, ce, total}) and the image of ``ws + delta``."""
@@ -246,8 +246,9 @@ class EditObjective:
             + st.lambda_mse * (kept - self.reconstruction).pow(2).mean()
         logits = self.segmenter(features, self.box)                # [members, K, C, h, w]
         m = logits.shape[0]
-        ce = F.cross_entropy(logits.flatten(0, 1), self.ce_target.repeat(m, 1, 1), reduction="none")
-        ce = (ce * self.ce_weight.repeat(m, 1, 1)).sum() / m
+        # cross-entropy per member and face; the target index is broadcast over members, not copied
+        nll = -logits.log_softmax(2).gather(2, self.ce_target.expand(m, -1, -1, -1, -1))[:, :, 0]
+        ce = (nll * self.ce_weight).sum() / m
         return dict(rgb=rgb, ce=ce, total=st.lambda_rgb * rgb + st.lambda_ce * ce), img
 
     def __call__(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

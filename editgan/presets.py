@@ -216,7 +216,7 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     per_face = []
     for i in range(k):
         img, labels = render(generator, segmenter, ws[i:i + 1] + opt.delta)
-        reconstruction = to_uint8(render(generator, None, ws[i:i + 1])[0][0])
+        reconstruction = to_uint8(objective.reconstruction[i])  # G(ws) was rendered once, for the loss
         per_face.append({"iou": region_iou(labels, target[i], regions[i], touched[i]),
                          "leak": leak(to_uint8(img[0]), reconstruction, regions[i])})
     metrics = {"iou": float(np.mean([f["iou"] for f in per_face])), "leak": float(np.mean([f["leak"] for f in per_face])),

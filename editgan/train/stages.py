@@ -2,7 +2,8 @@
 
 Seed ranges keep training and evaluation apart: the GAN streams faces from its own RNG; the 16
 segmentation annotations are a stratified sample (``ANNOTATION_SEEDS``, every part at its
-rate); preset k is learned on the first usable faces from ``PRESET_SEEDS[name]`` on; the benchmark uses seeds ≥ ``HELD_OUT_SEED_BASE`` only.
+rate); each preset learns on the first usable faces from ``PRESET_SEEDS[name]`` on; the
+benchmark uses seeds ≥ ``HELD_OUT_SEED_BASE`` only.
 """
 
 from __future__ import annotations
@@ -155,12 +156,12 @@ def train_presets_stage(bundle: Bundle, steps: int = 100, faces: int = 8, defaul
     cannot show at its resolution teaches nothing and is skipped for the next seed.
     """
     from ..editor import Editor, EditorError
-    editor = Editor(bundle)
-    report = {}
     names = sorted(PRESET_SEEDS if edits is None else edits)
     unknown = set(names) - set(PRESET_SEEDS)
     if unknown:
         raise ValueError(f"unknown edits {sorted(unknown)}; known: {sorted(PRESET_SEEDS)}")
+    editor = Editor(bundle)
+    report = {}
     for name in tqdm(names, desc="presets", unit="preset"):
         first_seed = PRESET_SEEDS[name]
         examples, seeds = [], []
@@ -173,6 +174,7 @@ def train_presets_stage(bundle: Bundle, steps: int = 100, faces: int = 8, defaul
             except EditorError as e:
                 if e.code != "no_change":
                     raise
+                log.info("preset %s: seed %d shows no change at %d², next face", name, seed, bundle.resolution)
                 continue
             examples.append((session, painted))
             seeds.append(seed)
