@@ -4,8 +4,8 @@ In: center-pad to a square (edge replication, so no artificial border reaches th
 (bicubic, antialiased) to R. Both steps are linear and separable, so they run as one (R × H) and
 one (R × W) matrix: a thin 8 × 8192 strip never becomes an 8192² square. Out: resize the
 *difference* (result − reconstruction) back, crop, add it to the ORIGINAL source only inside a
-feathered edit region, so every pixel outside it is bit-identical to the input. Labels go model→source by nearest neighbour and source→model by an
-area-weighted majority vote.
+feathered edit region, so every pixel outside it is bit-identical to the input. Labels go
+model→source by nearest neighbour and source→model by an area-weighted majority vote.
 """
 
 from __future__ import annotations

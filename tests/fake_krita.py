@@ -147,6 +147,13 @@ class Document:
         self._active, self._selection, self.modified = None, None, False
         self.undo_stack = []
 
+    def close(self):
+        app = Krita.instance()
+        app._documents = [d for d in app._documents if d is not self]
+        if app._document is self:
+            app._document = None
+        return True
+
     def width(self):
         return self._size[0]
 
@@ -278,6 +285,7 @@ class Krita:
     def __init__(self):
         self.settings, self.extensions, self.dock_factories = {}, [], []
         self.window, self._document, self._notifier = Window(), None, Notifier()
+        self._documents = []
 
     @classmethod
     def instance(cls):
@@ -295,6 +303,11 @@ class Krita:
 
     def setActiveDocument(self, doc):
         self._document = doc
+        if doc is not None and doc not in self._documents:
+            self._documents.append(doc)
+
+    def documents(self):
+        return list(self._documents)
 
     def activeWindow(self):
         return self.window

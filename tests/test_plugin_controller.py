@@ -352,6 +352,20 @@ def test_a_preset_from_every_painted_layer_names_their_sessions(env):
     kind, ok, _ = run(env, "save_preset", "single")                # the default: this layer's edit alone
     assert ok and "more_sessions" not in env.server.received[-2][0]
 
+    other = fake_krita.Document(32, 24, name="other")               # a painted portrait in another document
+    env.app.setActiveDocument(other)
+    other.setActiveNode(other.add_layer("third portrait", portrait(32, 24)))
+    run(env, "analyze")
+    seg = other.activeNode()
+    paint_lips_lower(env, seg, Rect(0, 0, 32, 24))
+    assert run(env, "apply_edit", 3)[1]
+    env.app.setActiveDocument(env.doc)
+    assert run(env, "save_preset", "shared", 1.0, True)[1]
+    assert env.server.received[-2][0]["more_sessions"] == ["s2", "s3"]
+    other.close()                                                   # its session is no longer offered
+    assert run(env, "save_preset", "shared", 1.0, True)[1]
+    assert env.server.received[-2][0]["more_sessions"] == ["s2"]
+
 
 def test_not_connected_is_a_clear_error(env):
     env.server.stop()

@@ -154,8 +154,9 @@ class Controller(QObject):
     def save_preset(self, name: str, default_strength: float = 1.0, every_painted_layer: bool = False) -> None:
         """Store the last edit of the active layer's session as a named preset on the server.
 
-        ``every_painted_layer``: fit one vector to the painted edits of every analyzed layer (the
-        same edit made on several portraits), which carries over to new portraits far better.
+        ``every_painted_layer``: fit one vector to the painted edits of every analyzed layer in the
+        open documents (the same edit made on several portraits), which carries over to new
+        portraits far better.
         """
         if not self._can_start():
             return
@@ -167,7 +168,9 @@ class Controller(QObject):
             entry = self.sessions.owner(document.document_key(doc), uid(node))
             if entry is None or not (entry.has_edit and entry.session):
                 raise DocumentError("Apply an edit first: a preset is made from the last edit.")
-            others = [e.session for e in self.sessions.entries() if e is not entry and e.painted and e.session]
+            open_docs = document.open_document_keys()
+            others = [e.session for e in self.sessions.entries()
+                      if e is not entry and e.painted and e.session and e.document in open_docs]
             if every_painted_layer and not (entry.painted and others):
                 raise DocumentError("Paint and apply the same edit on at least two analyzed layers first "
                                     "(the last result of each must be an edit, not a preset).")

@@ -10,9 +10,9 @@ from . import deps, palette, settings
 from .document import set_foreground
 from .layer import format_strength
 from .qt_compat import (CHECKED, HORIZONTAL, IMAGE_RGB888, ITEM_CHECKABLE, ITEM_ENABLED, UNCHECKED, USER_ROLE,
-                        QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QImage, QInputDialog, QLabel, QLineEdit,
-                        QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QSlider, QSpinBox,
-                        QToolButton, QVBoxLayout, QWidget)
+                        QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QImage, QInputDialog, QLabel,
+                        QLineEdit, QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QSlider,
+                        QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 STATE_COLORS = {"connected": "#3a3", "connecting": "#d90", "server_gone": "#d33", "disconnected": "#888",
                 "incompatible": "#d33"}

@@ -27,6 +27,11 @@ def document_key(doc) -> str:
     return uid(doc.rootNode())
 
 
+def open_document_keys() -> set:
+    """``document_key`` of every document open in Krita (sessions of closed ones are stale)."""
+    return {document_key(doc) for doc in Krita.instance().documents()}
+
+
 def check_rgba8(doc, node=None) -> None:
     """Refuse anything but 8-bit RGBA: other depths have other byte layouts and gamma."""
     for what, obj in (("image", doc), ("layer", node)):
