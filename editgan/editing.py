@@ -153,7 +153,8 @@ def optimize_latent(objective: Callable[[torch.Tensor], tuple[torch.Tensor, torc
     """Adam on a latent offset; keeps the state with the lowest loss.
 
     ``objective(delta) -> (loss, image)`` is evaluated on states 0..steps (the last without
-    gradients). ``should_cancel`` is checked before each evaluation (→ :class:`Cancelled`);
+    gradients); an objective that accumulated ``delta.grad`` itself returns its loss detached
+    (see :class:`EditObjective`). ``should_cancel`` is checked before each evaluation (→ :class:`Cancelled`);
     ``progress(step, steps, preview)`` follows each update, with a preview every 5 steps.
     """
     assert steps >= 0  # 0: just evaluate the starting point
@@ -167,6 +168,7 @@ def optimize_latent(objective: Callable[[torch.Tensor], tuple[torch.Tensor, torc
     for t in range(steps + 1):
         if should_cancel is not None and should_cancel():
             raise Cancelled()
+        opt.zero_grad(set_to_none=True)
         with torch.set_grad_enabled(t < steps):
             loss, img = objective(delta)
         losses.append(float(loss.detach()))
@@ -174,8 +176,8 @@ def optimize_latent(objective: Callable[[torch.Tensor], tuple[torch.Tensor, torc
             best, best_step = delta.detach().clone(), t
         if t == steps:
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:
+            loss.backward()
         opt.param_groups[0]["lr"] = lr * min(1.0, (t + 1) / warmup)
         opt.step()
         if progress is not None:
@@ -211,17 +213,23 @@ class EditObjective:
         region: Q of each face, bool (K, R, R), none empty.
         target: edited labels, int (K, R, R); only their values inside Q matter.
         settings: loss weights.
+        faces_per_batch: faces per synthesis (default: all K at once). With fewer, a call with
+            gradients enabled runs the faces chunk by chunk and accumulates ``delta.grad`` itself
+            (memory of one chunk instead of K faces; the same loss and gradient), and returns the
+            loss detached — :func:`optimize_latent` then skips its own backward.
     """
 
     def __init__(self, generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
                  reconstruction: torch.Tensor, before: np.ndarray, region: np.ndarray, target: np.ndarray,
-                 settings: EditSettings):
+                 settings: EditSettings, faces_per_batch: int | None = None):
         r, s, k = generator.resolution, segmenter.resolution, ws.shape[0]
         assert ws.shape == (k, generator.num_ws, generator.w_dim)
         assert reconstruction.shape == (k, 3, r, r) and before.shape == region.shape == target.shape == (k, r, r)
         assert region.any(axis=(1, 2)).all(), "empty edit region"
+        assert faces_per_batch is None or faces_per_batch >= 1
         self.generator, self.segmenter, self.perceptual, self.settings = generator, segmenter, perceptual, settings
         self.ws, self.reconstruction = ws.detach(), reconstruction.detach()
+        self.faces_per_batch = k if faces_per_batch is None else min(k, faces_per_batch)
         device = ws.device
         # appearance weight per pixel: 1 outside Q, keep_q on Q's unchanged pixels, 0 near a change
         near_change = np.stack([dilate(b != t, region_radius(r)).numpy() for b, t in zip(before, target)])
@@ -237,23 +245,40 @@ class EditObjective:
         self.ce_weight = ce_mask / ce_mask.sum((1, 2), keepdim=True) / k
         self.ce_target = torch.from_numpy(target_s[:, y0:y1, x0:x1].astype(np.int64)).to(device)[None, :, None]
 
-    def terms(self, delta: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Loss terms ({rgb, ce, total}) and the image of ``ws + delta``."""
-        st = self.settings
-        img, features = self.generator.synthesis(self.ws + delta)
-        kept = self.reconstruction + self.rgb_weight * (img - self.reconstruction)  # weight 0: no RGB loss
-        rgb = st.lambda_lpips * self.perceptual(kept, self.reconstruction).mean() \
-            + st.lambda_mse * (kept - self.reconstruction).pow(2).mean()
-        logits = self.segmenter(features, self.box)                # [members, K, C, h, w]
+    def terms(self, delta: torch.Tensor, faces: slice = slice(None)) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Loss terms ({rgb, ce, total}) and the image of ``ws + delta``.
+
+        ``faces``: a chunk of the K faces; its terms are its share of the whole loss (the chunks'
+        terms sum to those of all faces).
+        """
+        st, k = self.settings, self.ws.shape[0]
+        ws, recon = self.ws[faces], self.reconstruction[faces]
+        share = ws.shape[0] / k
+        img, features = self.generator.synthesis(ws + delta)
+        kept = recon + self.rgb_weight[faces] * (img - recon)  # weight 0: no RGB loss
+        rgb = share * (st.lambda_lpips * self.perceptual(kept, recon).mean()
+                       + st.lambda_mse * (kept - recon).pow(2).mean())
+        logits = self.segmenter(features, self.box)                # [members, chunk, C, h, w]
         m = logits.shape[0]
         # cross-entropy per member and face; the target index is broadcast over members, not copied
-        nll = -logits.log_softmax(2).gather(2, self.ce_target.expand(m, -1, -1, -1, -1))[:, :, 0]
-        ce = (nll * self.ce_weight).sum() / m
+        target = self.ce_target[:, faces].expand(m, -1, -1, -1, -1)
+        nll = -logits.log_softmax(2).gather(2, target)[:, :, 0]
+        ce = (nll * self.ce_weight[faces]).sum() / m
         return dict(rgb=rgb, ce=ce, total=st.lambda_rgb * rgb + st.lambda_ce * ce), img
 
     def __call__(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        terms, img = self.terms(delta)
-        return terms["total"], img
+        k, step = self.ws.shape[0], self.faces_per_batch
+        if step >= k:
+            terms, img = self.terms(delta)
+            return terms["total"], img
+        total, first = 0.0, None
+        for start in range(0, k, step):
+            terms, img = self.terms(delta, slice(start, start + step))
+            if torch.is_grad_enabled() and delta.requires_grad:
+                terms["total"].backward()  # frees this chunk's graph before the next one is built
+            total += float(terms["total"].detach())
+            first = img.detach() if first is None else first
+        return torch.tensor(total), first
 
 
 @dataclass
@@ -312,10 +337,12 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
 
 
 def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,
-                   region: np.ndarray, target: np.ndarray, settings: EditSettings) -> EditObjective:
+                   region: np.ndarray, target: np.ndarray, settings: EditSettings,
+                   faces_per_batch: int | None = None) -> EditObjective:
     """:class:`EditObjective` of faces ``ws`` ``[K, num_ws, w_dim]`` against their own reconstructions.
 
     The reference is the float G(ws), so uint8 rounding never enters the loss.
     """
-    return EditObjective(generator, segmenter, perceptual, ws, render(generator, None, ws)[0], before, region, target,
-                         settings)
+    reconstruction = torch.cat([render(generator, None, ws[i:i + 1])[0] for i in range(ws.shape[0])])
+    return EditObjective(generator, segmenter, perceptual, ws, reconstruction, before, region, target, settings,
+                         faces_per_batch)

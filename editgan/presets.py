@@ -187,9 +187,15 @@ class LearnedVector:
     metrics: dict         # iou, leak (means over the faces), per_face, faces, steps, best_step, seconds
 
 
+# Faces per synthesis batch when learning a vector: as many pixels as one 256² face, so memory stays
+# that of a single edit step at 256² and above (one face per batch at 512²; all 8 demo faces at 64²).
+BATCH_PIXELS = 256 * 256
+
+
 def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,
                  target: np.ndarray, *, steps: int = 100, settings: EditSettings = EditSettings(),
-                 progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> LearnedVector:
+                 faces_per_batch: int | None = None, progress: Progress | None = None,
+                 should_cancel: ShouldCancel | None = None) -> LearnedVector:
     """One δ that makes the same edit on K faces: the mean of their segmentation-edit losses, optimized jointly.
 
     A vector learned on one face also carries whatever kept *that* face's other parts in place,
@@ -201,8 +207,9 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
         ws: the faces' latents ``[K, num_ws, w_dim]``.
         before: uint8 (K, R, R), their current labels; target: uint8 (K, R, R), edited labels (each
             face must change somewhere). Each face's Q comes from its own touched classes.
-    With K = 1 this is exactly :func:`editgan.editing.segmentation_edit`'s optimization. The K faces
-    go through the generator as one batch: memory grows like K edit steps.
+        faces_per_batch: faces per synthesis; default ``BATCH_PIXELS // R²`` (at least 1). Chunks
+            accumulate the gradient, so the result does not depend on it, only memory and speed do.
+    With K = 1 this is exactly :func:`editgan.editing.segmentation_edit`'s optimization.
     """
     t0 = time.perf_counter()
     k, r = ws.shape[0], generator.resolution
@@ -210,7 +217,10 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     touched = [touched_classes(b, t) for b, t in zip(before, target)]
     assert all(touched), "a face without any change teaches nothing"
     regions = np.stack([class_region(b, t, c, region_radius(r)) for b, t, c in zip(before, target, touched)])
-    objective = edit_objective(generator, segmenter, perceptual, ws, before, regions, target, settings)
+    if faces_per_batch is None:
+        faces_per_batch = max(1, BATCH_PIXELS // (r * r))
+    objective = edit_objective(generator, segmenter, perceptual, ws, before, regions, target, settings,
+                               faces_per_batch)
     opt = optimize_latent(objective, torch.zeros_like(ws[:1]), steps, settings.lr, progress, should_cancel,
                           warmup=settings.warmup)
     per_face = []

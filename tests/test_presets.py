@@ -160,3 +160,35 @@ def test_a_shared_vector_lowers_every_faces_loss(models):
     assert 0 <= learned.metrics["leak"] <= 1 and 0 <= learned.metrics["iou"] <= 1
     with pytest.raises(Cancelled):
         learn_vector(g, seg, perceptual, ws, before, target, steps=5, should_cancel=lambda: True)
+
+
+def test_faces_in_chunks_give_the_same_loss_gradient_and_vector(models):
+    """Learning on K faces one chunk at a time (memory of a chunk) must not change the result."""
+    g, seg, perceptual = models[:3]
+    faces = [_face(g, seg, seed, block) for seed, block in [(31, (8, 16, 10, 20)), (32, (12, 20, 6, 18)),
+                                                            (33, (18, 26, 12, 24))]]
+    ws = torch.cat([f[0] for f in faces])
+    before, target = np.stack([f[1] for f in faces]), np.stack([f[2] for f in faces])
+    regions = np.stack([edit_region(b, t, region_radius(32)) for b, t in zip(before, target)])
+    probe = 0.3 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(6))
+    grads, losses = [], []
+    for chunk in (None, 2, 1):
+        objective = edit_objective(g, seg, perceptual, ws, before, regions, target, EditSettings(keep_q=0.3),
+                                   faces_per_batch=chunk)
+        delta = probe.clone().requires_grad_(True)
+        loss, img = objective(delta)
+        if loss.requires_grad:  # the batched path leaves the backward to the caller
+            loss.backward()
+        else:
+            assert chunk is not None
+        grads.append(delta.grad.clone())
+        losses.append(float(loss))
+        assert img.shape[1:] == (3, 32, 32)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] == pytest.approx(losses[0], rel=1e-5)
+    assert float(grads[0].abs().max()) > 0
+    for grad in grads[1:]:
+        assert torch.allclose(grad, grads[0], rtol=1e-4, atol=1e-5)  # float32 sums in another order
+    batched = learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=3)
+    chunked = learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=1)
+    assert torch.allclose(chunked.delta, batched.delta, atol=1e-5)
+    assert chunked.metrics["best_step"] == batched.metrics["best_step"]
