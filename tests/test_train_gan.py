@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from editgan.train.gan import GanTrainConfig, GanTrainer
 from editgan.train.losses import edge_loss, pixel_loss, sliced_wasserstein
-from editgan.train.stages import export_bundle
+from editgan.train.stages import STRENGTH_CANDIDATES, export_bundle
 from tests.conftest import tiny_config
 
 TINY_ENCODER = {"base_channels": 8, "max_channels": 16, "head_channels": 8}
@@ -194,8 +194,10 @@ def test_segmenter_and_presets_stage_clis_record_their_recipes(tmp_path, capsys)
     with pytest.raises(SystemExit, match="unknown edits"):
         main(["train", "presets", "--model", str(tmp_path / "bundle"), "--edits", "add_glasses,nope"])
     rc = main(["train", "presets", "--model", str(tmp_path / "bundle"), "--edits", "add_glasses", "--faces", "2",
-               "--steps", "2", "--embed-steps", "1", "--threads", "1"])
+               "--steps", "2", "--embed-steps", "1", "--strength-faces", "2", "--threads", "1"])
     assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["add_glasses"]["default_strength"] in STRENGTH_CANDIDATES
     bundle = Bundle.load(tmp_path / "bundle")
     recipe = bundle.provenance["preset_training"]
     assert (recipe["faces"], recipe["steps"], recipe["embed_steps"]) == (2, 2, 1)
@@ -203,3 +205,17 @@ def test_segmenter_and_presets_stage_clis_record_their_recipes(tmp_path, capsys)
     assert list(recipe["seeds"]) == ["add_glasses"] and len(seeds) == 2 and min(seeds) >= 10_000
     meta = json.loads((tmp_path / "bundle" / "presets" / "add_glasses.json").read_text())
     assert "glasses" in meta["classes"] and "shared by 2 faces" in meta["source"]
+    chosen = recipe["strength"]
+    assert meta["default_strength"] == chosen["chosen"]["add_glasses"] == report["add_glasses"]["default_strength"]
+    assert chosen["faces"] == 2 and all(s >= 500_000 for s in chosen["seeds"]["add_glasses"])
+
+    with pytest.raises(SystemExit, match="unknown edits"):
+        main(["train", "strengths", "--model", str(tmp_path / "bundle"), "--edits", "nope"])
+    rc = main(["train", "strengths", "--model", str(tmp_path / "bundle"), "--edits", "add_glasses", "--faces", "2",
+               "--embed-steps", "1", "--threads", "1"])
+    assert rc == 0
+    gains = json.loads(capsys.readouterr().out)["add_glasses"]["mean_gain_db"]
+    assert list(gains) == [str(c) for c in STRENGTH_CANDIDATES]
+    best = max(STRENGTH_CANDIDATES, key=lambda c: gains[str(c)])
+    meta = json.loads((tmp_path / "bundle" / "presets" / "add_glasses.json").read_text())
+    assert meta["default_strength"] == best and "shared by 2 faces" in meta["source"]  # the vector itself stays

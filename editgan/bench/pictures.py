@@ -41,7 +41,7 @@ def comparison_sheet(editor: Editor, out: str | Path, *, tasks=None, seed: int =
                      scale: int = 3, embed_steps: int = 100) -> Path:
     r = editor.generator.resolution
     palette = [tuple(c["color"]) for c in editor.info()["classes"]]
-    presets = {p.name for p in editor.list_presets()}
+    strengths = {p.name: p.default_strength for p in editor.list_presets()}
     tasks = list(tasks or toyfaces.EDITS)
     blank = np.full((r, r, 3), 255, np.uint8)
     rows = []
@@ -53,7 +53,8 @@ def comparison_sheet(editor: Editor, out: str | Path, *, tasks=None, seed: int =
             edited = editor.edit(session, user).image
         except EditorError:
             edited = blank
-        preset = editor.apply_presets(session, [(task, 1.0)], refine_steps=10).image if task in presets else blank
+        preset = blank if task not in strengths else \
+            editor.apply_presets(session, [(task, strengths[task])], refine_steps=10).image
         rows.append([pair["source_rgb"], pair["target_rgb"], colorize(user, palette), edited, preset])
     return _sheet(COLUMNS, tasks, rows, out, scale)
 

@@ -99,10 +99,24 @@ def cmd_presets(args) -> int:
     edits = args.edits.split(",") if args.edits else None
     try:
         report = train_presets_stage(bundle, steps=args.steps, faces=args.faces, embed_steps=args.embed_steps,
-                                     edits=edits)
+                                     edits=edits, strength_faces=args.strength_faces)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     bundle.save(bundle.path)  # the recipe goes into the provenance
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_strengths(args) -> int:
+    from .stages import choose_strengths_stage
+    torch.set_num_threads(args.threads)
+    bundle = _load(args.model)
+    edits = args.edits.split(",") if args.edits else None
+    try:
+        report = choose_strengths_stage(bundle, faces=args.faces, embed_steps=args.embed_steps, edits=edits)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    bundle.save(bundle.path)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -179,7 +193,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faces", type=int, default=8, help="renders each vector is fitted to at once")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--edits", default="", help="comma-separated edit names to (re)learn (default: all)")
+    p.add_argument("--strength-faces", type=int, default=8,
+                   help="other renders each default strength is chosen on (0: every default stays 1)")
     p.set_defaults(func=cmd_presets)
+
+    p = train.add_parser("strengths", help="choose each preset's default strength by its edit gain on other renders")
+    p.add_argument("--model", default=None, help="bundle to update in place (default: the demo model)")
+    p.add_argument("--faces", type=int, default=8, help="renders per preset")
+    p.add_argument("--embed-steps", type=int, default=100)
+    p.add_argument("--edits", default="", help="comma-separated preset names (default: every edit)")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_strengths)
 
     p = train.add_parser("all", help="export + encoder + segmenter + presets into a finished bundle")
     export_args(p)
