@@ -3,7 +3,8 @@
 Krita runs with a throw-away HOME, the plugin and the test driver plugin (tests/krita_driver/)
 installed in pykrita and enabled in kritarc, where the server address is also written. The driver
 opens a toy portrait, analyzes it, paints a smile on the segmentation layer, applies the edit and a
-preset, checks the layers and pixels, writes a JSON report and quits Krita. This test checks the
+preset, checks the layers and pixels, then makes the same smile on two more portraits and saves one
+preset fitted to both, writes a JSON report and quits Krita. This test checks the
 report and Krita's exit code and saves a screenshot. Every wait is bounded; every process it starts
 is killed by PID.
 """
@@ -62,16 +63,18 @@ def start_server(tmp: Path):
     """
     from editgan.models import default_bundle_path
     from tests.server_fixtures import ServerProcess, make_tiny_bundle
-    bundle, trained = default_bundle_path(), True
-    if not (bundle / "model.json").is_file():
+    bundle, trained = tmp / "demo-bundle", True
+    if (default_bundle_path() / "model.json").is_file():  # a copy: the scenario saves presets into it
+        shutil.copytree(default_bundle_path(), bundle)
+    else:
         bundle, trained = make_tiny_bundle(tmp / "tiny-bundle"), False
     server = ServerProcess("--model", str(bundle), "--bind", "tcp://127.0.0.1:*", "--device", "cpu", timeout=90)
     return server, server.endpoint, trained
 
 
-def render_face(path: Path) -> Path:
+def render_face(path: Path, seed: int = 3) -> Path:
     """A 256² toy portrait (``editgan render``); any PNG will do if the renderer is unavailable."""
-    cmd = [sys.executable, "-m", "editgan.cli", "render", "--seed", "3", "--size", "256", "--out", str(path)]
+    cmd = [sys.executable, "-m", "editgan.cli", "render", "--seed", str(seed), "--size", "256", "--out", str(path)]
     if subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=120).returncode != 0:
         from PIL import Image
         Image.new("RGB", (256, 256), (200, 160, 130)).save(path)
@@ -121,7 +124,9 @@ def run_scenario(out: Path, endpoint: str, expect_changes: bool = True, embed_st
     out.mkdir(parents=True, exist_ok=True)
     image = render_face(out / "face.png")
     env = krita_home(out / "krita", endpoint, embed_steps, edit_steps)
-    config = {"image": str(image), "result": str(out / "result.json"), "ready_file": str(out / "ready"),
+    more = [str(render_face(out / f"face{seed}.png", seed)) for seed in (5, 7)]  # for the shared preset
+    config = {"image": str(image), "more_images": more, "result": str(out / "result.json"),
+              "ready_file": str(out / "ready"),
               "shot_done_file": str(out / "shot-done"), "timeout_s": timeout - 40, "expect_changes": expect_changes}
     (out / "config.json").write_text(json.dumps(config))
     env["EDITGAN_E2E_CONFIG"] = str(out / "config.json")
@@ -182,6 +187,9 @@ def test_krita_analyze_edit_preset_end_to_end(tmp_path):
         assert c["changed_pixels"] > 0 and c["identical_outside_box"] and c["box_in_region"], context
     if "preset" not in report["no_change"]:
         assert checks["undo_removes_result"], context
+    if trained:  # one preset fitted to the smiles of two open portraits; a closed one no longer counts
+        assert "fitted to 2 portraits" in checks["shared_preset_message"], context
+        assert checks["closed_portrait_refused"], context
     assert report["screenshot"], context
     if trained and UPDATE_DOCS:  # the docs show a real edit, not the random fallback model's noise
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

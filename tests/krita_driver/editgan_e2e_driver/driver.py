@@ -1,4 +1,4 @@
-"""The e2e scenario inside real Krita: open → analyze → paint a smile → apply edit → preset → check.
+"""The e2e scenario in real Krita: open → analyze → paint a smile → edit → preset → check → shared preset.
 
 The driver plays the user: it triggers the plugin's actions, paints the segmentation layer with
 ``setPixelData`` (the plugin itself never writes into existing layers), then checks layers and pixels
@@ -69,7 +69,7 @@ class Driver:
         self.cfg = config
         self.report = {"ok": False, "steps": [], "checks": {}, "errors": [], "no_change": []}
         self.t0 = time.monotonic()
-        self.finished = []
+        self.finished, self.messages = [], []
         self._gen = self._timer = None
         self._deadline = self._label = self._predicate = None
         self._done = False
@@ -134,6 +134,7 @@ class Driver:
         self._show_docker(app)
         ctl = controller.shared()
         ctl.finished.connect(lambda kind, ok, detail: self.finished.append((kind, ok, detail)))
+        ctl.message.connect(lambda text, is_error: self.messages.append(text))
         yield (lambda: ctl.client.connected), 60, "server connected"
         self.report["model"] = (ctl.info.get("model") or {})
         source_before = bytes(source.pixelData(0, 0, width, height))
@@ -156,10 +157,7 @@ class Driver:
         fg = view.foregroundColor().colorForCanvas(view.canvas())
         checks["swatch_sets_foreground"] = (fg.red(), fg.green(), fg.blue()) == tuple(lips_rgb)
         lips = color_box(seg_predicted, width, lips_rgb)
-        seg_painted, painted = paint_smile(seg_predicted, width, height, lips_rgb, lips)
-        seg.setPixelData(seg_painted, 0, 0, width, height)   # the user paints
-        self.step(f"painted {painted} px of lips (predicted lips box {lips})")
-
+        seg_painted = self.paint(seg, width, height, lips_rgb, lips)
         doc.setActiveNode(seg)
         app.action("editgan_apply_edit").trigger()
         yield self.job("apply edit", 150)
@@ -192,6 +190,54 @@ class Driver:
             yield (lambda: len(doc.topLevelNodes()) < len(names)), 10, "undo"
             expected = [n for n in names if n != f"EditGAN: {name} ×1.0"]
             checks["undo_removes_result"] = [n.name() for n in doc.topLevelNodes()] == expected
+        if self.cfg["expect_changes"]:
+            yield from self.shared_preset(app, ctl, lips_rgb)
+
+    def paint(self, seg, width, height, lips_rgb, lips):
+        """The user paints a smile on the segmentation layer; returns its new pixels."""
+        seg_painted, painted = paint_smile(bytes(seg.pixelData(0, 0, width, height)), width, height, lips_rgb, lips)
+        seg.setPixelData(seg_painted, 0, 0, width, height)
+        self.step(f"painted {painted} px of lips (predicted lips box {lips})")
+        return seg_painted
+
+    def shared_preset(self, app, ctl, lips_rgb):
+        """The same smile on two more portraits, saved as one preset fitted to both ("from every
+        painted layer"); once one portrait is closed, its layer no longer counts."""
+        docs = []
+        for path in self.cfg["more_images"]:
+            doc = app.openDocument(path)
+            app.activeWindow().addView(doc)
+            key = document_key(doc)
+            yield (lambda: app.activeDocument() is not None and document_key(app.activeDocument()) == key), 30, \
+                f"open {Path(path).name}"
+            source = [n for n in doc.topLevelNodes() if n.type() == "paintlayer"][0]
+            doc.setActiveNode(source)
+            app.action("editgan_analyze").trigger()
+            yield self.job(f"analyze {Path(path).name}")
+            self.expect_ok("analyze")
+            seg = next(n for n in doc.topLevelNodes() if n.name() == SEGMENTATION_NAME)
+            width, height = doc.width(), doc.height()
+            lips = color_box(bytes(seg.pixelData(0, 0, width, height)), width, lips_rgb)
+            self.paint(seg, width, height, lips_rgb, lips)
+            doc.setActiveNode(seg)
+            app.action("editgan_apply_edit").trigger()
+            yield self.job(f"apply edit {Path(path).name}", 150)
+            self.expect_ok("apply edit")
+            docs.append(doc)
+        ctl.save_preset("e2e shared smile", 1.0, every_painted_layer=True)  # the first portrait's last result
+        yield self.job("save shared preset", 150)                           # is a preset: not painted
+        self.expect_ok("save shared preset")
+        checks = self.report["checks"]
+        checks["shared_preset_message"] = self.messages[-1]  # what the docker shows
+        yield (lambda: "e2e_shared_smile" in [p["name"] for p in ctl.presets]), 20, "shared preset listed"
+        docs[0].setModified(False)
+        docs[0].close()
+        yield (lambda: len(app.documents()) == 2), 10, "close the second portrait"
+        count = len(self.finished)
+        ctl.save_preset("e2e shared smile", 1.0, every_painted_layer=True)
+        kind, ok, detail = self.finished[-1] if len(self.finished) > count else (None, True, "no answer")
+        checks["closed_portrait_refused"] = (kind == "save_preset" and not ok and "at least two" in detail)
+        self.step(f"save after closing: {detail}")
 
     def expect_ok(self, label, key=None):
         """Raise unless the last job succeeded; a "changed no pixels" outcome is acceptable (and
