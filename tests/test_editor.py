@@ -259,6 +259,9 @@ def test_bench_large_tiny():
     assert out["region_px"] == 64 and len(out["step_seconds"]) == 2 and out["peak_rss_gib"] > 0
     concat = large.measure("concat", resolution=32, classes=4, members=2, region_px=64, steps=2, widths=widths)
     assert concat["case"] == "concat" and concat["seconds_per_step"] > 0
+    shared = large.measure("projection", resolution=32, classes=4, members=2, region_px=64, steps=2, widths=widths,
+                           faces=3, faces_per_batch=1)  # a preset learned on 3 faces, one per batch
+    assert (shared["faces"], shared["faces_per_batch"], len(shared["step_seconds"])) == (3, 1, 2)
     # the concat stand-in computes the same logits as the projection segmenter
     g = Generator(tiny_config(32))
     seg = Segmenter.for_generator(g, 4, members=2, hidden=8, hidden2=4)

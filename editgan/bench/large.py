@@ -61,10 +61,13 @@ def concat_gib(resolution: int, seg_resolution: int | None = None) -> float:
 
 
 def measure(case: str, resolution: int = 512, classes: int = 32, members: int = 10, region_px: int = 18000,
-            steps: int = 3, seed: int = 0, widths: dict = CONFIG_F) -> dict:
+            steps: int = 3, seed: int = 0, widths: dict = CONFIG_F, faces: int = 1,
+            faces_per_batch: int | None = None) -> dict:
     """Run ``steps`` edit steps and report seconds per step (median after the first) and peak RSS.
 
     ``widths``: generator config fields besides the resolution (tests pass tiny ones).
+    ``faces``, ``faces_per_batch``: a preset being learned on several faces that share one offset
+    (:func:`editgan.presets.learn_vector`), run all at once or in chunks.
     """
     assert case in CASES, f"case must be one of {CASES}"
     torch.manual_seed(seed)
@@ -72,23 +75,26 @@ def measure(case: str, resolution: int = 512, classes: int = 32, members: int = 
     seg = Segmenter.for_generator(g, classes, members=members).eval().requires_grad_(False)
     model = seg if case == "projection" else ConcatSegmenter(seg)
     perceptual, status = make_perceptual_loss("cpu", "auto")
-    ws = g.mean_ws() + 0.5 * torch.randn(1, g.num_ws, g.w_dim)
+    ws = g.mean_ws() + 0.5 * torch.randn(faces, g.num_ws, g.w_dim)
     with torch.no_grad():
-        recon, _ = g.synthesis(ws)
+        recon = torch.cat([g.synthesis(w[None])[0] for w in ws])
     side = min(resolution, round(math.sqrt(region_px)))
     lo = (resolution - side) // 2
     region = np.zeros((resolution, resolution), bool)
     region[lo:lo + side, lo:lo + side] = True
     target = np.random.default_rng(seed).integers(0, classes, (resolution, resolution)).astype(np.uint8)
     before = np.zeros_like(target)  # random target labels: "changed" nearly everywhere, as in a big edit
-    objective = EditObjective(g, model, perceptual, ws, recon, before[None], region[None], target[None], EditSettings())
+    before_k, region_k, target_k = (np.repeat(a[None], faces, axis=0) for a in (before, region, target))
+    objective = EditObjective(g, model, perceptual, ws, recon, before_k, region_k, target_k, EditSettings(),
+                              faces_per_batch)
     rss_before = _peak_rss_gib()
     stamps = [time.perf_counter()]
-    optimize_latent(objective, torch.zeros_like(ws), steps, EditSettings().lr,
+    optimize_latent(objective, torch.zeros_like(ws[:1]), steps, EditSettings().lr,
                     progress=lambda step, total, preview=None: stamps.append(time.perf_counter()))
     step_seconds = np.diff(stamps).tolist()
     return {"case": case, "resolution": resolution, "seg_resolution": seg.resolution, "classes": classes,
-            "members": members, "region_px": int(region.sum()), "steps": steps, "step_seconds": step_seconds,
+            "members": members, "region_px": int(region.sum()), "faces": faces,
+            "faces_per_batch": objective.faces_per_batch, "steps": steps, "step_seconds": step_seconds,
             "seconds_per_step": float(np.median(step_seconds[1:] or step_seconds)),
             "peak_rss_gib": _peak_rss_gib(), "rss_before_edit_gib": rss_before,
             "concat_tensor_gib": concat_gib(resolution, seg.resolution), "perceptual": status["kind"],
@@ -140,13 +146,16 @@ def main(argv=None) -> int:
     p.add_argument("--region-px", type=int, default=18000)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--faces", type=int, default=1, help="faces sharing the offset (a preset being learned)")
+    p.add_argument("--faces-per-batch", type=int, default=None, help="chunk size of those faces (default: all)")
     p.add_argument("--max-gib", type=float, default=None, help="address-space cap of this process")
     a = p.parse_args(argv)
     if a.max_gib:
         cap = int(a.max_gib * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     try:
-        out = measure(a.case, a.resolution, a.classes, a.members, a.region_px, a.steps, a.seed)
+        out = measure(a.case, a.resolution, a.classes, a.members, a.region_px, a.steps, a.seed, faces=a.faces,
+                      faces_per_batch=a.faces_per_batch)
     except (MemoryError, RuntimeError) as e:  # torch reports a refused allocation as RuntimeError
         out = {"case": a.case, "resolution": a.resolution, "error": f"{type(e).__name__}: {str(e)[:300]}",
                "peak_rss_gib": _peak_rss_gib(), "concat_tensor_gib": concat_gib(a.resolution)}
