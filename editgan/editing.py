@@ -217,11 +217,13 @@ class EditObjective:
             gradients enabled runs the faces chunk by chunk and accumulates ``delta.grad`` itself
             (memory of one chunk instead of K faces; the same loss and gradient), and returns the
             loss detached — :func:`optimize_latent` then skips its own backward.
+        should_cancel: checked between chunks (a step of 8 faces at 512² takes half a minute).
     """
 
     def __init__(self, generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
                  reconstruction: torch.Tensor, before: np.ndarray, region: np.ndarray, target: np.ndarray,
-                 settings: EditSettings, faces_per_batch: int | None = None):
+                 settings: EditSettings, faces_per_batch: int | None = None,
+                 should_cancel: ShouldCancel | None = None):
         r, s, k = generator.resolution, segmenter.resolution, ws.shape[0]
         assert ws.shape == (k, generator.num_ws, generator.w_dim)
         assert reconstruction.shape == (k, 3, r, r) and before.shape == region.shape == target.shape == (k, r, r)
@@ -230,6 +232,7 @@ class EditObjective:
         self.generator, self.segmenter, self.perceptual, self.settings = generator, segmenter, perceptual, settings
         self.ws, self.reconstruction = ws.detach(), reconstruction.detach()
         self.faces_per_batch = k if faces_per_batch is None else min(k, faces_per_batch)
+        self.should_cancel = should_cancel
         device = ws.device
         # appearance weight per pixel: 1 outside Q, keep_q on Q's unchanged pixels, 0 near a change
         near_change = np.stack([dilate(b != t, region_radius(r)).numpy() for b, t in zip(before, target)])
@@ -273,6 +276,8 @@ class EditObjective:
             return terms["total"], img
         total, first = 0.0, None
         for start in range(0, k, step):
+            if start and self.should_cancel is not None and self.should_cancel():
+                raise Cancelled()
             terms, img = self.terms(delta, slice(start, start + step))
             if torch.is_grad_enabled() and delta.requires_grad:
                 terms["total"].backward()  # frees this chunk's graph before the next one is built
@@ -338,11 +343,11 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
 
 def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,
                    region: np.ndarray, target: np.ndarray, settings: EditSettings,
-                   faces_per_batch: int | None = None) -> EditObjective:
+                   faces_per_batch: int | None = None, should_cancel: ShouldCancel | None = None) -> EditObjective:
     """:class:`EditObjective` of faces ``ws`` ``[K, num_ws, w_dim]`` against their own reconstructions.
 
     The reference is the float G(ws), so uint8 rounding never enters the loss.
     """
     reconstruction = torch.cat([render(generator, None, ws[i:i + 1])[0] for i in range(ws.shape[0])])
     return EditObjective(generator, segmenter, perceptual, ws, reconstruction, before, region, target, settings,
-                         faces_per_batch)
+                         faces_per_batch, should_cancel)

@@ -220,7 +220,7 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     if faces_per_batch is None:
         faces_per_batch = max(1, BATCH_PIXELS // (r * r))
     objective = edit_objective(generator, segmenter, perceptual, ws, before, regions, target, settings,
-                               faces_per_batch)
+                               faces_per_batch, should_cancel)
     opt = optimize_latent(objective, torch.zeros_like(ws[:1]), steps, settings.lr, progress, should_cancel,
                           warmup=settings.warmup)
     per_face = []

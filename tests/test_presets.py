@@ -192,3 +192,8 @@ def test_faces_in_chunks_give_the_same_loss_gradient_and_vector(models):
     chunked = learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=1)
     assert torch.allclose(chunked.delta, batched.delta, atol=1e-5)
     assert chunked.metrics["best_step"] == batched.metrics["best_step"]
+    calls = []  # cancelling is noticed between chunks, not only between steps
+    with pytest.raises(Cancelled):
+        learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=1,
+                     should_cancel=lambda: calls.append(1) or len(calls) >= 3)
+    assert len(calls) == 3  # before step 0, before its 2nd chunk, before its 3rd
