@@ -118,6 +118,15 @@ def _face(g, seg, seed, block):
     return ws, before, target
 
 
+def _three_faces(g, seg, first_seed):
+    """Three faces with a block each repainted elsewhere: ws [3, …], before, target, their edit regions."""
+    faces = [_face(g, seg, first_seed + i, block)
+             for i, block in enumerate([(8, 16, 10, 20), (12, 20, 6, 18), (18, 26, 12, 24)])]
+    ws = torch.cat([f[0] for f in faces])
+    before, target = np.stack([f[1] for f in faces]), np.stack([f[2] for f in faces])
+    return ws, before, target, np.stack([edit_region(b, t, region_radius(32)) for b, t in zip(before, target)])
+
+
 def test_a_vector_learned_on_one_face_is_that_faces_segmentation_edit(models):
     g, seg, perceptual = models[:3]
     ws, before, target = _face(g, seg, 11, (8, 16, 10, 20))
@@ -132,11 +141,7 @@ def test_a_vector_learned_on_one_face_is_that_faces_segmentation_edit(models):
 
 def test_a_shared_vector_lowers_every_faces_loss(models):
     g, seg, perceptual = models[:3]
-    faces = [_face(g, seg, seed, block) for seed, block in [(21, (8, 16, 10, 20)), (22, (12, 20, 6, 18)),
-                                                            (23, (18, 26, 12, 24))]]
-    ws = torch.cat([f[0] for f in faces])
-    before, target = np.stack([f[1] for f in faces]), np.stack([f[2] for f in faces])
-    regions = np.stack([edit_region(b, t, region_radius(32)) for b, t in zip(before, target)])
+    ws, before, target, regions = _three_faces(g, seg, first_seed=21)
     paper = EditSettings(keep_q=0.0)  # the random model's classes cover its picture: all of Q free (test_editing)
     alone = [edit_objective(g, seg, perceptual, ws[i:i + 1], before[i:i + 1], regions[i:i + 1], target[i:i + 1], paper)
              for i in range(3)]
@@ -165,11 +170,7 @@ def test_a_shared_vector_lowers_every_faces_loss(models):
 def test_faces_in_chunks_give_the_same_loss_gradient_and_vector(models):
     """Learning on K faces one chunk at a time (memory of a chunk) must not change the result."""
     g, seg, perceptual = models[:3]
-    faces = [_face(g, seg, seed, block) for seed, block in [(31, (8, 16, 10, 20)), (32, (12, 20, 6, 18)),
-                                                            (33, (18, 26, 12, 24))]]
-    ws = torch.cat([f[0] for f in faces])
-    before, target = np.stack([f[1] for f in faces]), np.stack([f[2] for f in faces])
-    regions = np.stack([edit_region(b, t, region_radius(32)) for b, t in zip(before, target)])
+    ws, before, target, regions = _three_faces(g, seg, first_seed=31)
     probe = 0.3 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(6))
     grads, losses = [], []
     for chunk in (None, 2, 1):

@@ -92,33 +92,34 @@ def cmd_segmenter(args) -> int:
     return 0
 
 
-def cmd_presets(args) -> int:
-    from .stages import train_presets_stage
+def _update_bundle(args, stage, **kwargs) -> int:
+    """``stage(bundle, **kwargs)`` on ``--model``, saved in place (its recipe goes into the provenance),
+    its report printed; a ValueError (e.g. an unknown edit name) is a usage error."""
     torch.set_num_threads(args.threads)
     bundle = _load(args.model)
-    edits = args.edits.split(",") if args.edits else None
     try:
-        report = train_presets_stage(bundle, steps=args.steps, faces=args.faces, embed_steps=args.embed_steps,
-                                     edits=edits, strength_faces=args.strength_faces)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    bundle.save(bundle.path)  # the recipe goes into the provenance
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-def cmd_strengths(args) -> int:
-    from .stages import choose_strengths_stage
-    torch.set_num_threads(args.threads)
-    bundle = _load(args.model)
-    edits = args.edits.split(",") if args.edits else None
-    try:
-        report = choose_strengths_stage(bundle, faces=args.faces, embed_steps=args.embed_steps, edits=edits)
+        report = stage(bundle, **kwargs)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     bundle.save(bundle.path)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _edit_names(args):
+    return args.edits.split(",") if args.edits else None
+
+
+def cmd_presets(args) -> int:
+    from .stages import train_presets_stage
+    return _update_bundle(args, train_presets_stage, steps=args.steps, faces=args.faces,
+                          embed_steps=args.embed_steps, edits=_edit_names(args), strength_faces=args.strength_faces)
+
+
+def cmd_strengths(args) -> int:
+    from .stages import choose_strengths_stage
+    return _update_bundle(args, choose_strengths_stage, faces=args.faces, embed_steps=args.embed_steps,
+                          edits=_edit_names(args))
 
 
 def cmd_all(args) -> int:

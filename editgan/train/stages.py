@@ -237,14 +237,12 @@ def choose_strengths_stage(bundle: Bundle, faces: int = 8, embed_steps: int = 10
     for name in tqdm(names, desc="strengths", unit="preset"):
         preset = presets_lib.load_preset(directory, name)
         examples = _usable_faces(editor, name, STRENGTH_SEEDS[name], faces, embed_steps)
+        baselines = [psnr(pair["source_rgb"], pair["target_rgb"]) for *_, pair in examples]
         gains = []
         for strength in candidates:
-            per_face = []
-            for _, session, _, pair in examples:
-                result = editor.apply_presets(session, [(name, strength)])
-                base = psnr(pair["source_rgb"], pair["target_rgb"])
-                per_face.append(psnr(result.image, pair["target_rgb"]) - base)
-            gains.append(float(np.mean(per_face)))
+            results = [editor.apply_presets(session, [(name, strength)]).image for _, session, _, _ in examples]
+            gains.append(float(np.mean([psnr(image, pair["target_rgb"]) - base
+                                        for image, (*_, pair), base in zip(results, examples, baselines)])))
         best = min(c for c, g in zip(candidates, gains) if g >= max(gains) - STRENGTH_TOLERANCE_DB)
         preset.default_strength = float(best)
         presets_lib.save_preset(directory, preset)
