@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from editgan.bench import ceiling
-from editgan.bench.model_quality import run_model_quality
+from editgan.bench.model_quality import ClassIoU, run_model_quality
 from editgan.bundle import Bundle
 from editgan.editor import Editor
 from editgan.models import default_bundle_path
 
 
 def test_iou_accumulates_over_images_and_skips_absent_classes():
-    acc = ceiling._IoU(3)
+    acc = ClassIoU(3)
     acc.add(np.array([[0, 1], [1, 1]]), np.array([[0, 1], [0, 1]]))
     acc.add(np.array([[0, 0], [0, 0]]), np.array([[0, 0], [0, 1]]))
     out = acc.result(["a", "b", "c"])

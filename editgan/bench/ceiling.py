@@ -30,7 +30,7 @@ from ..bundle import Bundle
 from ..editor import Editor
 from ..imageio import from_uint8
 from ..models import default_bundle_path
-from .model_quality import SEED_BASE
+from .model_quality import SEED_BASE, ClassIoU
 
 TRAIN_SEED = 7_000_000  # seeds one RNG stream of faces, not params_for_seed: no scored face recurs in it
 
@@ -85,22 +85,6 @@ def train_unet(bundle: Bundle, *, steps: int, batch: int = 32, seed: int = TRAIN
     return net.eval()
 
 
-class _IoU:
-    def __init__(self, k: int):
-        self.inter, self.union = np.zeros(k), np.zeros(k)
-
-    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
-        for c in range(len(self.inter)):
-            p, t = pred == c, truth == c
-            self.inter[c] += np.count_nonzero(p & t)
-            self.union[c] += np.count_nonzero(p | t)
-
-    def result(self, names: list[str]) -> dict:
-        per_class = {n: (float(i / u) if u else None) for n, i, u in zip(names, self.inter, self.union)}
-        present = [v for v in per_class.values() if v is not None]
-        return {"miou": float(np.mean(present)) if present else None, "per_class_iou": per_class}
-
-
 def run_ceiling(bundle: Bundle, *, steps: int = 1500, faces: int = 80, embed_steps=(100,),
                 show_progress: bool = True) -> dict:
     """Per-class IoU against the render's labels of: the U-Net on the renders, and for each number
@@ -108,9 +92,9 @@ def run_ceiling(bundle: Bundle, *, steps: int = 1500, faces: int = 80, embed_ste
     net = train_unet(bundle, steps=steps, show_progress=show_progress)
     editor = Editor(bundle)
     names, r = editor.class_names, bundle.generator.resolution
-    on_render = _IoU(len(names))
-    on_recon = {n: _IoU(len(names)) for n in embed_steps}
-    segmenter = {n: _IoU(len(names)) for n in embed_steps}
+    on_render = ClassIoU(len(names))
+    on_recon = {n: ClassIoU(len(names)) for n in embed_steps}
+    segmenter = {n: ClassIoU(len(names)) for n in embed_steps}
     for i in tqdm(range(faces), desc="held-out faces", disable=not show_progress):
         rgb, labels = toyfaces.render(toyfaces.params_for_seed(SEED_BASE + i), size=r)
         with torch.no_grad():

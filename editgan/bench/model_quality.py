@@ -15,11 +15,30 @@ from ..train.stages import HELD_OUT_SEED_BASE
 SEED_BASE = HELD_OUT_SEED_BASE + 500_000
 
 
+class ClassIoU:
+    """Per-class IoU over many label maps (intersections and unions summed); absent classes → None."""
+
+    def __init__(self, num_classes: int):
+        self.inter, self.union = np.zeros(num_classes), np.zeros(num_classes)
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        assert pred.shape == truth.shape, f"label maps differ in size: {pred.shape} vs {truth.shape}"
+        for c in range(len(self.inter)):
+            p, t = pred == c, truth == c
+            self.inter[c] += np.count_nonzero(p & t)
+            self.union[c] += np.count_nonzero(p | t)
+
+    def result(self, names: list[str]) -> dict:
+        per_class = {n: (float(i / u) if u else None) for n, i, u in zip(names, self.inter, self.union)}
+        present = [v for v in per_class.values() if v is not None]
+        return {"miou": float(np.mean(present)) if present else None, "per_class_iou": per_class}
+
+
 def run_model_quality(editor: Editor, *, n: int = 200, embed_steps: int = 100, progress=None) -> dict:
     info = editor.info()
     classes = [c["name"] for c in info["classes"]]
     k = len(classes)
-    inter, union = np.zeros(k), np.zeros(k)
+    iou = ClassIoU(k)
     psnr_opt, psnr_enc = [], []
     r = editor.generator.resolution
     for i in range(n):
@@ -29,16 +48,10 @@ def run_model_quality(editor: Editor, *, n: int = 200, embed_steps: int = 100, p
         session = editor.embed(rgb, steps=embed_steps)
         psnr_opt.append(session.psnr)
         if session.source_labels is not None:
-            pred = session.source_labels
-            for c in range(k):
-                p, t = pred == c, labels == c
-                inter[c] += np.count_nonzero(p & t)
-                union[c] += np.count_nonzero(p | t)
+            iou.add(session.source_labels, labels)
         if progress is not None:
             progress(i + 1, n)
-    per_class = {name: (float(inter[c] / union[c]) if union[c] else None) for c, name in enumerate(classes)}
-    present = [v for v in per_class.values() if v is not None]
     return {"n": n, "embed_steps": embed_steps, "seed_base": SEED_BASE,
             "psnr_mean": float(np.mean(psnr_opt)), "psnr_median": float(np.median(psnr_opt)),
             "psnr_encoder_only_mean": float(np.mean(psnr_enc)) if psnr_enc else None,
-            "miou": float(np.mean(present)) if present else None, "per_class_iou": per_class}
+            **iou.result(classes)}
