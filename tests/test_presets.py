@@ -183,7 +183,7 @@ def test_faces_in_chunks_give_the_same_loss_gradient_and_vector(models):
         else:
             assert chunk is not None
         grads.append(delta.grad.clone())
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         assert img.shape[1:] == (3, 32, 32)
     assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] == pytest.approx(losses[0], rel=1e-5)
     assert float(grads[0].abs().max()) > 0
