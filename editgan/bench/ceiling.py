@@ -5,12 +5,11 @@ reconstruction of the render. Where the reconstruction smears a part (a thin lip
 segmenter can find it. This measures that ceiling with a segmenter that has every advantage the
 16-shot one lacks: a small U-Net trained on thousands of labelled renders, half of each batch
 replaced by the encoder's reconstructions so it also reads the generator's blurrier drawing.
-It is then scored on held-out renders and on their embeddings (encoder + 100 steps), beside the
-bundle's own segmenter on the same embeddings.
+It is then scored on held-out renders and on their embeddings (encoder + 100 steps by default),
+beside the bundle's own segmenter on the same embeddings.
 
 ``python -m editgan.bench.ceiling [--model BUNDLE] [--steps 1500] [--faces 80] [--embed-steps 100 …]``
-prints one JSON
-object. A diagnostic, not a product part: the U-Net is thrown away.
+prints one JSON object. A diagnostic, not a product part: the U-Net is thrown away.
 """
 
 from __future__ import annotations
@@ -125,7 +124,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     bundle = Bundle.load(args.model or default_bundle_path())
-    json.dump(run_ceiling(bundle, steps=args.steps, faces=args.faces, embed_steps=tuple(args.embed_steps)), sys.stdout, indent=1)
+    result = run_ceiling(bundle, steps=args.steps, faces=args.faces, embed_steps=tuple(args.embed_steps))
+    json.dump(result, sys.stdout, indent=1)
     print()
     return 0
 
