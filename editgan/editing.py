@@ -348,6 +348,7 @@ def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: t
 
     The reference is the float G(ws), so uint8 rounding never enters the loss.
     """
-    reconstruction = torch.cat([render(generator, None, ws[i:i + 1])[0] for i in range(ws.shape[0])])
+    with torch.no_grad():  # one face at a time: K faces at 512² would not fit at once
+        reconstruction = torch.cat([render(generator, None, ws[i:i + 1])[0] for i in range(ws.shape[0])])
     return EditObjective(generator, segmenter, perceptual, ws, reconstruction, before, region, target, settings,
                          faces_per_batch, should_cancel)

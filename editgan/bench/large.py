@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..editing import EditObjective, EditSettings, optimize_latent
+from ..editing import EditSettings, edit_objective, optimize_latent
 from ..generator import Generator, GeneratorConfig
 from ..perceptual import make_perceptual_loss
 from ..segmenter import Segmenter, feature_layout
@@ -76,8 +76,6 @@ def measure(case: str, resolution: int = 512, classes: int = 32, members: int = 
     model = seg if case == "projection" else ConcatSegmenter(seg)
     perceptual, status = make_perceptual_loss("cpu", "auto")
     ws = g.mean_ws() + 0.5 * torch.randn(faces, g.num_ws, g.w_dim)
-    with torch.no_grad():
-        recon = torch.cat([g.synthesis(w[None])[0] for w in ws])
     side = min(resolution, round(math.sqrt(region_px)))
     lo = (resolution - side) // 2
     region = np.zeros((resolution, resolution), bool)
@@ -85,8 +83,7 @@ def measure(case: str, resolution: int = 512, classes: int = 32, members: int = 
     target = np.random.default_rng(seed).integers(0, classes, (resolution, resolution)).astype(np.uint8)
     before = np.zeros_like(target)  # random target labels: "changed" nearly everywhere, as in a big edit
     before_k, region_k, target_k = (np.repeat(a[None], faces, axis=0) for a in (before, region, target))
-    objective = EditObjective(g, model, perceptual, ws, recon, before_k, region_k, target_k, EditSettings(),
-                              faces_per_batch)
+    objective = edit_objective(g, model, perceptual, ws, before_k, region_k, target_k, EditSettings(), faces_per_batch)
     rss_before = _peak_rss_gib()
     stamps = [time.perf_counter()]
     optimize_latent(objective, torch.zeros_like(ws[:1]), steps, EditSettings().lr,
