@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from editgan.train.gan import GanTrainConfig, GanTrainer
-from editgan.train.losses import edge_loss, pixel_loss, sliced_wasserstein
-from editgan.train.stages import STRENGTH_CANDIDATES, STRENGTH_TOLERANCE_DB, export_bundle
+from editgan.train.data import ToyFaceStream, class_frequencies
+from editgan.train.losses import class_balanced_weights, edge_loss, pixel_loss, sliced_wasserstein
+from editgan.train.stages import STRENGTH_CANDIDATES, STRENGTH_TOLERANCE_DB, export_bundle, finetune_encoder
 from tests.conftest import tiny_config
 
 TINY_ENCODER = {"base_channels": 8, "max_channels": 16, "head_channels": 8}
@@ -45,8 +46,8 @@ def test_steps_checkpoint_and_resume(tmp_path):
 def test_reconstruction_improves_on_a_fixed_batch(tmp_path):
     torch.manual_seed(0)
     trainer = GanTrainer(tmp_path / "r", _cfg())
-    real = trainer.data.next_batch()
-    trainer.data.next_batch = lambda: real  # overfit one batch: the recon path must learn it
+    batch = trainer.data.next_labelled_batch()
+    trainer.data.next_labelled_batch = lambda: batch  # overfit one batch: the recon path must learn it
     first = trainer.step()["rec"]
     for _ in range(15):
         last = trainer.step()["rec"]
@@ -67,6 +68,56 @@ def test_edge_loss_charges_blur_of_small_parts_more_than_the_pixel_loss():
     assert rec.grad[0, 0, 7, 7] < 0  # pushes the dot's centre back up
     with pytest.raises(AssertionError):
         edge_loss(sharp, sharp[..., :8])
+
+
+def test_class_balanced_weights_average_one_per_pixel_and_favour_rare_classes():
+    frequencies = torch.tensor([0.6, 0.3, 0.09, 0.01])
+    weights = class_balanced_weights(frequencies, 0.5)
+    assert torch.isclose((frequencies * weights).sum(), torch.tensor(1.0))  # the average pixel weighs 1
+    assert torch.all(weights[1:] > weights[:-1])  # the rarer, the heavier
+    assert torch.isclose(weights[3] / weights[0], torch.tensor(60.0 ** 0.5))
+    assert torch.allclose(class_balanced_weights(frequencies, 0.0), torch.ones(4))
+    assert torch.isclose((frequencies * class_balanced_weights(frequencies * 7, 0.5)).sum(), torch.tensor(1.0))
+
+
+def test_weighted_pixel_loss_counts_each_pixel_by_its_weight():
+    real = torch.zeros(2, 3, 8, 8)
+    rec = real.clone()
+    rec[:, :, :4] = 0.5  # error in the top half only
+    ones = torch.ones(2, 1, 8, 8)
+    assert torch.isclose(pixel_loss(rec, real, ones), pixel_loss(rec, real))
+    top_ignored = ones.clone()
+    top_ignored[:, :, :4] = 0
+    assert pixel_loss(rec, real, top_ignored).item() == 0
+    assert torch.isclose(pixel_loss(rec, real, 3 * ones), 3 * pixel_loss(rec, real))
+    with pytest.raises(AssertionError):
+        pixel_loss(rec, real, ones[:, :, :4])
+
+
+def test_stream_labels_match_its_images_and_frequencies_cover_every_class():
+    images, labels = ToyFaceStream(32, 3, seed=5).next_labelled_batch()
+    assert images.shape == (3, 3, 32, 32) and labels.shape == (3, 32, 32) and labels.dtype == torch.int64
+    assert torch.equal(images, ToyFaceStream(32, 3, seed=5).next_batch())  # same faces, same order
+    frequencies = class_frequencies(32, count=64)
+    assert torch.isclose(frequencies.sum(), torch.tensor(1.0)) and torch.all(frequencies > 0)
+    assert frequencies[0] > 0.3 and frequencies.argmin() != 0  # background is common, parts are rare
+
+
+def test_class_balance_weights_the_reconstruction_of_rare_parts(tmp_path):
+    plain, twin = GanTrainer(tmp_path / "plain", _cfg()), GanTrainer(tmp_path / "twin", _cfg())
+    balanced = GanTrainer(tmp_path / "balanced", _cfg(), overrides={"class_balance": 0.5})
+    assert plain.class_weights is None
+    assert balanced.class_weights.shape == (13,) and balanced.class_weights.max() > 5 * balanced.class_weights.min()
+    batch = plain.data.next_labelled_batch()
+    recs = []
+    for trainer in (plain, twin, balanced):  # same start, batch and random draws: only the weights differ
+        trainer.data.next_labelled_batch = lambda: batch
+        torch.manual_seed(1)
+        recs.append(trainer.step()["rec"])
+    assert recs[0] == pytest.approx(recs[1], rel=1e-6)
+    assert recs[2] != pytest.approx(recs[0], rel=1e-3) and torch.isfinite(torch.tensor(recs[2]))
+    balanced.save_checkpoint()
+    assert GanTrainer(tmp_path / "balanced").class_weights is not None  # the resumed run keeps the recipe
 
 
 def test_sliced_wasserstein_is_zero_for_permutations_and_grows_with_shift():
@@ -137,6 +188,20 @@ def test_warm_start_from_a_bundle_keeps_its_recipe(tmp_path, caplog):
     assert "batch=4" in caplog.text
     for a, b in zip(warm.G.state_dict().values(), trainer.G_ema.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_encoder_finetune_follows_the_bundles_class_balance(tmp_path):
+    """The encoder stage weighs pixels as the GAN recipe recorded in the bundle did, unless told."""
+    trainer = GanTrainer(tmp_path / "run", _cfg(), overrides={"class_balance": 0.5})
+    trainer.save_checkpoint()
+    runs = {}
+    for name, balance in (("recorded", None), ("explicit", 0.5), ("plain", 0.0)):
+        bundle = export_bundle(tmp_path / "run", tmp_path / name)
+        first = [p.detach().clone() for p in bundle.encoder.parameters()]
+        runs[name] = finetune_encoder(bundle, steps=2, batch=4, class_balance=balance)
+        assert any(not torch.equal(a, b) for a, b in zip(first, bundle.encoder.parameters()))
+        assert not any(p.requires_grad for p in bundle.generator.parameters())  # the generator stays frozen
+    assert runs["recorded"] == runs["explicit"] != runs["plain"]
 
 
 @pytest.mark.parametrize("bad", [["--set", "adv_weight"], ["--set", "adv_weight=lots"], ["--set", "lr_g=nan"],

@@ -21,5 +21,18 @@ class ToyFaceStream:
         return toyfaces.render_batch(params, size=self.resolution)
 
     def next_batch(self) -> torch.Tensor:
-        rgb, _ = self.next_arrays()
-        return from_uint8(rgb)
+        return self.next_labelled_batch()[0]
+
+    def next_labelled_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images ``[N, 3, H, W]`` in [-1, 1] and their class labels ``[N, H, W]`` (int64)."""
+        rgb, labels = self.next_arrays()
+        return from_uint8(rgb), torch.from_numpy(labels.astype(np.int64))
+
+
+def class_frequencies(resolution: int, count: int = 256, seed: int = 10 ** 9 + 7) -> torch.Tensor:
+    """Share of the pixels of each class over ``count`` renders (a fixed sample: deterministic)."""
+    stream = ToyFaceStream(resolution, 32, seed=seed)
+    counts = np.zeros(len(toyfaces.CLASSES))
+    for _ in range(-(-count // 32)):
+        counts += np.bincount(stream.next_arrays()[1].ravel(), minlength=len(counts))
+    return torch.from_numpy(counts / counts.sum()).float()

@@ -18,6 +18,8 @@ keeping a StyleGAN2 whose random samples come from the mapping network:
   0.01 learning-rate multiplier, its samples stayed off the faces for the whole first run);
 * **latent regression**: the encoder inverts the generator's own samples (W known), which keeps
   its codes and the mapping's in one region;
+* **class-balanced reconstruction** (``class_balance``): the renders' labels weight the pixel
+  loss, rare small parts (pupils, teeth, mouth interiors, glasses) far above skin and background;
 * a lighter discriminator with the usual non-saturating logistic loss, lazy R1 and an EMA generator
   with a short half-life (see ``GanTrainConfig.ema_half_life_images``).
 
@@ -42,8 +44,8 @@ from ..discriminator import Discriminator
 from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
 from ..imageio import grid, save_png, tensor_psnr, to_uint8
-from .data import ToyFaceStream
-from .losses import edge_loss, pixel_loss, sliced_wasserstein
+from .data import ToyFaceStream, class_frequencies
+from .losses import class_balanced_weights, edge_loss, pixel_loss, sliced_wasserstein
 
 log = logging.getLogger("editgan.train")
 
@@ -71,6 +73,8 @@ class GanTrainConfig:
     adv_weight: float = 1.0
     rec_weight: float = 4.0
     edge_weight: float = 4.0
+    # Exponent p of the reconstruction's per-class pixel weights, frequency^-p (0: every pixel alike).
+    class_balance: float = 0.0
     latreg_weight: float = 1.0
     single_w_fraction: float = 0.5
     lr_mapping: float = 0.05
@@ -142,6 +146,8 @@ class GanTrainer:
         if bundle is not None:
             self._warm_start(bundle, init_from)
         self.data = ToyFaceStream(gcfg.resolution, self.cfg.batch, seed=self.cfg.seed * 1_000_003 + self.iteration)
+        self.class_weights = (class_balanced_weights(class_frequencies(gcfg.resolution), self.cfg.class_balance)
+                              .to(self.device) if self.cfg.class_balance > 0 else None)
         self.fixed_z = torch.randn(16, gcfg.z_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.fixed_real = ToyFaceStream(gcfg.resolution, 8, seed=10 ** 9).next_batch().to(self.device)
 
@@ -159,7 +165,7 @@ class GanTrainer:
     # --- one iteration -------------------------------------------------------------------------
     def step(self) -> dict:
         cfg, G, D, E = self.cfg, self.G, self.D, self.E
-        real = self.data.next_batch().to(self.device)
+        real, labels = (t.to(self.device) for t in self.data.next_labelled_batch())
         n = real.shape[0]
         stats = {}
 
@@ -198,7 +204,8 @@ class GanTrainer:
         single = codes.mean(dim=1, keepdim=True)
         use_single = torch.rand(n, 1, 1, device=self.device) < cfg.single_w_fraction
         rec, _ = G.synthesis(torch.where(use_single, single.expand_as(codes), codes))
-        rec_loss, rec_edges = pixel_loss(rec, real), edge_loss(rec, real)
+        pixel_weight = None if self.class_weights is None else self.class_weights[labels].unsqueeze(1)
+        rec_loss, rec_edges = pixel_loss(rec, real, pixel_weight), edge_loss(rec, real)
         lat_loss = (E(fake.detach()) - ws.detach()).square().mean()
         loss = (cfg.adv_weight * g_adv + cfg.rec_weight * rec_loss + cfg.edge_weight * rec_edges
                 + cfg.latreg_weight * lat_loss)

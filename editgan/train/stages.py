@@ -24,8 +24,8 @@ from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
 from ..imageio import tensor_psnr
 from ..models import toy_classes
-from .data import ToyFaceStream
-from .losses import edge_loss, pixel_loss
+from .data import ToyFaceStream, class_frequencies
+from .losses import class_balanced_weights, edge_loss, pixel_loss
 
 log = logging.getLogger("editgan.train")
 
@@ -66,12 +66,14 @@ def export_bundle(run_dir: str | Path, out: str | Path, name: str = "toyfaces-64
 
 
 def finetune_encoder(bundle: Bundle, steps: int = 2000, batch: int = 16, lr: float = 3e-4, seed: int = 7,
-                     rec_weight: float = 1.0, latreg_weight: float = 1.0, edge_weight: float = 1.0) -> list[float]:
+                     rec_weight: float = 1.0, latreg_weight: float = 1.0, edge_weight: float = 1.0,
+                     class_balance: float | None = None) -> list[float]:
     """Fit the encoder to the *final* (EMA) generator, which stays frozen.
 
     Renders: reconstruction (L1 + MSE + ``edge_weight`` × L1 of finite differences, as in GAN
-    training) through the generator. Samples: latent regression (the W
-    that made them is known) + reconstruction. Returns the reconstruction PSNR per step.
+    training; pixels weighted per class with ``class_balance``, by default the GAN recipe's)
+    through the generator. Samples: latent regression (the W that made them is known) +
+    reconstruction. Returns the reconstruction PSNR per step.
     """
     g, enc = bundle.generator.requires_grad_(False), bundle.encoder
     assert enc is not None, "bundle has no encoder"
@@ -80,15 +82,19 @@ def finetune_encoder(bundle: Bundle, steps: int = 2000, batch: int = 16, lr: flo
     opt = torch.optim.Adam(enc.parameters(), lr=lr, betas=(0.9, 0.99))
     stream = ToyFaceStream(g.resolution, batch, seed=seed)
     gen = torch.Generator().manual_seed(seed)
+    if class_balance is None:
+        class_balance = float(bundle.provenance.get("train_config", {}).get("class_balance", 0.0))
+    class_weights = class_balanced_weights(class_frequencies(g.resolution), class_balance) if class_balance > 0 else None
     history = []
     for _ in tqdm(range(steps), desc="encoder", unit="step"):
-        real = stream.next_batch()
+        real, labels = stream.next_labelled_batch()
+        pixel_weight = None if class_weights is None else class_weights[labels].unsqueeze(1)
         with torch.no_grad():
             ws_fake = g.map(torch.randn(batch // 2, g.z_dim, generator=gen), truncation_psi=0.8)
             fake, _ = g.synthesis(ws_fake)
         ws_real = enc(real)
         rec, _ = g.synthesis(ws_real)
-        rec_loss = pixel_loss(rec, real) + edge_weight * edge_loss(rec, real)
+        rec_loss = pixel_loss(rec, real, pixel_weight) + edge_weight * edge_loss(rec, real)
         ws_pred = enc(fake)
         rec_fake, _ = g.synthesis(ws_pred)
         lat_loss = (ws_pred - ws_fake).square().mean() + (rec_fake - fake).abs().mean()
