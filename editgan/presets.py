@@ -88,6 +88,16 @@ def save_preset(directory: str | Path, preset: Preset) -> Path:
     return js
 
 
+def set_default_strength(directory: str | Path, name: str, strength: float) -> None:
+    """Change a stored preset's default strength: only its JSON is rewritten, the vector stays."""
+    if not math.isfinite(strength):
+        raise PresetError("default_strength must be finite")
+    meta = {**read_metadata(directory, name), "default_strength": float(strength)}
+    js = _paths(Path(directory), name)[0]
+    js.with_suffix(".json.tmp").write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(js.with_suffix(".json.tmp"), js)
+
+
 def read_metadata(directory: str | Path, name: str) -> dict:
     """The validated JSON of a preset (no array loaded)."""
     js, npy = _paths(Path(directory), name)

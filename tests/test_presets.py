@@ -8,7 +8,7 @@ from editgan.editing import (Cancelled, EditSettings, class_region, edit_objecti
                              segmentation_edit)
 from editgan.imageio import to_uint8
 from editgan.presets import (Preset, PresetError, apply_vector, compose, delete_preset, learn_vector, list_presets,
-                             load_preset, read_metadata, save_preset)
+                             load_preset, read_metadata, save_preset, set_default_strength)
 from tests.test_editing import NUM_CLASSES, tiny_models
 
 
@@ -30,6 +30,23 @@ def test_round_trip(tmp_path):
     assert list_presets(tmp_path) == [read_metadata(tmp_path, "smile")]
     delete_preset(tmp_path, "smile")
     assert list_presets(tmp_path) == [] and not any(tmp_path.iterdir())
+
+
+def test_set_default_strength_rewrites_only_the_metadata(tmp_path):
+    p = _preset()
+    save_preset(tmp_path, p)
+    vector_file = (tmp_path / "smile.npy").stat()
+    set_default_strength(tmp_path, "smile", 1.5)
+    assert read_metadata(tmp_path, "smile") == {**p.metadata(), "default_strength": 1.5}
+    assert (tmp_path / "smile.npy").stat().st_ino == vector_file.st_ino  # not replaced: a rewrite is a new file
+    with pytest.raises(PresetError, match="finite"):
+        set_default_strength(tmp_path, "smile", float("nan"))
+    with pytest.raises(PresetError, match="unknown preset"):
+        set_default_strength(tmp_path, "missing", 1.0)
+    with pytest.raises(PresetError, match="invalid preset name"):
+        set_default_strength(tmp_path, "../smile", 1.0)
+    assert read_metadata(tmp_path, "smile")["default_strength"] == 1.5
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["smile.json", "smile.npy"]
 
 
 @pytest.mark.parametrize("name", ["../smile", "a/b", "", "Smile", "smile.json", "..", "/etc/passwd", None])

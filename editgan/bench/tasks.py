@@ -46,14 +46,14 @@ def _score(result_image, result_labels, pair, region, classes) -> dict:
             "psnr_outside": _psnr(result_image, src, ~region) if (~region).any() else PSNR_CAP}
 
 
-def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_steps: int):
+def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_steps: int, strengths: dict):
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
     if mode in ("edit", "paper"):
         overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0} if mode == "paper" else {}
         result = editor.edit(session, user_labels, steps=edit_steps, **overrides)
     else:
-        strength = next(p.default_strength for p in editor.list_presets() if p.name == task)
+        strength = strengths[task]
         refine = int(mode.split("+")[1]) if "+" in mode else 0
         result = editor.apply_presets(session, [(task, strength)], refine_steps=refine)
     labels = to_source(result.labels, session.geometry)
@@ -79,7 +79,7 @@ def run_tasks(editor: Editor, *, tasks=None, seeds: int = 5, seed_base: int | No
     seed_base = HELD_OUT_SEED_BASE if seed_base is None else seed_base
     tasks = list(tasks or toyfaces.EDITS)
     size = size or editor.generator.resolution
-    presets = {p.name for p in editor.list_presets()}
+    strengths = {p.name: p.default_strength for p in editor.list_presets()}
     samples = []
     for ti, task in enumerate(tasks):
         for i in range(seeds):
@@ -91,12 +91,12 @@ def run_tasks(editor: Editor, *, tasks=None, seeds: int = 5, seed_base: int | No
             embed_seconds = time.perf_counter() - t0
             user = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
             for mode in modes:
-                if mode.startswith("preset") and task not in presets:
+                if mode.startswith("preset") and task not in strengths:
                     continue
                 row = {"task": task, "seed": seed_base + i, "mode": mode, "embed_psnr": session.psnr,
                        "embed_seconds": embed_seconds}
                 try:
-                    image, labels, extra = _run_mode(editor, session, mode, user, task, edit_steps)
+                    image, labels, extra = _run_mode(editor, session, mode, user, task, edit_steps, strengths)
                     row.update(_score(image, labels, pair, region, classes), **extra)
                 except EditorError as e:
                     row["error"] = e.code

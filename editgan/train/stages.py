@@ -216,14 +216,15 @@ def train_presets_stage(bundle: Bundle, steps: int = 100, faces: int = 8, embed_
     recipe.pop("default_strength", None)  # chosen per preset now (``strength`` below)
     recipe.setdefault("seeds", {}).update({name: r["seeds"] for name, r in report.items()})
     if strength_faces > 0:
-        chosen = choose_strengths_stage(bundle, faces=strength_faces, embed_steps=embed_steps, edits=names)
+        chosen = choose_strengths_stage(bundle, faces=strength_faces, embed_steps=embed_steps, edits=names,
+                                        editor=editor)
         for name, r in report.items():
             r["default_strength"] = chosen[name]["default_strength"]
     return report
 
 
 def choose_strengths_stage(bundle: Bundle, faces: int = 8, embed_steps: int = 100, edits=None,
-                           candidates=STRENGTH_CANDIDATES) -> dict:
+                           candidates=STRENGTH_CANDIDATES, editor=None) -> dict:
     """Set each preset's default strength to the weakest candidate whose mean edit gain on held-apart
     faces is within ``STRENGTH_TOLERANCE_DB`` of the best.
 
@@ -231,17 +232,17 @@ def choose_strengths_stage(bundle: Bundle, faces: int = 8, embed_steps: int = 10
     first ``faces`` renders from ``STRENGTH_SEEDS[name]`` whose change shows (neither the faces the
     vector was fitted to nor benchmark seeds). On the demo model the best strength ranges from 0.5 to
     3 (in a first sweep short_hair gained +2.29 dB at 1, +3.89 at 2; close_eyes' target IoU went
-    from 0.36 at 1 to 0.83 at 2).
+    from 0.36 at 1 to 0.83 at 2). ``editor``: an ``Editor`` on ``bundle`` to reuse (one is made if None).
     """
     from .. import presets as presets_lib
     from ..editing import psnr
     from ..editor import Editor
     names = _check_edit_names(edits)
-    editor = Editor(bundle)
+    editor = editor or Editor(bundle)
     directory = bundle.presets_dir
     report = {}
     for name in tqdm(names, desc="strengths", unit="preset"):
-        preset = presets_lib.load_preset(directory, name)
+        presets_lib.read_metadata(directory, name)  # a clear error for a missing preset, before any work
         examples = _usable_faces(editor, name, STRENGTH_SEEDS[name], faces, embed_steps)
         baselines = [psnr(pair["source_rgb"], pair["target_rgb"]) for *_, pair in examples]
         gains = []
@@ -250,8 +251,7 @@ def choose_strengths_stage(bundle: Bundle, faces: int = 8, embed_steps: int = 10
             gains.append(float(np.mean([psnr(image, pair["target_rgb"]) - base
                                         for image, (*_, pair), base in zip(results, examples, baselines)])))
         best = min(c for c, g in zip(candidates, gains) if g >= max(gains) - STRENGTH_TOLERANCE_DB)
-        preset.default_strength = float(best)
-        presets_lib.save_preset(directory, preset)
+        presets_lib.set_default_strength(directory, name, best)
         report[name] = {"default_strength": float(best), "seeds": [seed for seed, *_ in examples],
                         "mean_gain_db": dict(zip(map(str, candidates), gains))}
         log.info("preset %s: default strength %.2f (mean gain %+.2f dB on %d faces, best %+.2f)", name, best,
