@@ -83,8 +83,7 @@ def save_preset(directory: str | Path, preset: Preset) -> Path:
     with open(npy.with_suffix(".npy.tmp"), "wb") as f:
         np.save(f, delta, allow_pickle=False)
     os.replace(npy.with_suffix(".npy.tmp"), npy)
-    js.with_suffix(".json.tmp").write_text(json.dumps(preset.metadata(), indent=2) + "\n")
-    os.replace(js.with_suffix(".json.tmp"), js)
+    _write_metadata(js, preset.metadata())
     return js
 
 
@@ -93,7 +92,11 @@ def set_default_strength(directory: str | Path, name: str, strength: float) -> N
     if not math.isfinite(strength):
         raise PresetError("default_strength must be finite")
     meta = {**read_metadata(directory, name), "default_strength": float(strength)}
-    js = _paths(Path(directory), name)[0]
+    _write_metadata(_paths(Path(directory), name)[0], meta)
+
+
+def _write_metadata(js: Path, meta: dict) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file."""
     js.with_suffix(".json.tmp").write_text(json.dumps(meta, indent=2) + "\n")
     os.replace(js.with_suffix(".json.tmp"), js)
 

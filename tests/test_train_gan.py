@@ -106,8 +106,9 @@ def test_stream_labels_match_its_images_and_frequencies_cover_every_class():
 def test_class_balance_weights_the_reconstruction_of_rare_parts(tmp_path):
     plain, twin = GanTrainer(tmp_path / "plain", _cfg()), GanTrainer(tmp_path / "twin", _cfg())
     balanced = GanTrainer(tmp_path / "balanced", _cfg(), overrides={"class_balance": 0.5})
-    assert plain.class_weights is None
-    assert balanced.class_weights.shape == (13,) and balanced.class_weights.max() > 5 * balanced.class_weights.min()
+    assert plain.pixel_weighting is None
+    weights = balanced.pixel_weighting(torch.arange(13).view(1, 1, 13))  # one pixel of each class
+    assert weights.shape == (1, 1, 1, 13) and weights.max() > 5 * weights.min()
     batch = plain.data.next_labelled_batch()
     recs = []
     for trainer in (plain, twin, balanced):  # same start, batch and random draws: only the weights differ
@@ -117,7 +118,7 @@ def test_class_balance_weights_the_reconstruction_of_rare_parts(tmp_path):
     assert recs[0] == pytest.approx(recs[1], rel=1e-6)
     assert recs[2] != pytest.approx(recs[0], rel=1e-3) and torch.isfinite(torch.tensor(recs[2]))
     balanced.save_checkpoint()
-    assert GanTrainer(tmp_path / "balanced").class_weights is not None  # the resumed run keeps the recipe
+    assert GanTrainer(tmp_path / "balanced").pixel_weighting is not None  # the resumed run keeps the recipe
 
 
 def test_sliced_wasserstein_is_zero_for_permutations_and_grows_with_shift():

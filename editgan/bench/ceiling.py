@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +28,7 @@ from ..bundle import Bundle
 from ..editor import Editor
 from ..imageio import from_uint8
 from ..models import default_bundle_path
+from ..train.data import ToyFaceStream
 from .model_quality import SEED_BASE, ClassIoU
 
 TRAIN_SEED = 7_000_000  # seeds one RNG stream of faces, not params_for_seed: no scored face recurs in it
@@ -69,15 +69,14 @@ def train_unet(bundle: Bundle, *, steps: int, batch: int = 32, seed: int = TRAIN
     g, r = bundle.generator.eval(), bundle.generator.resolution
     net = SegmentationUNet(len(bundle.classes))
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    rng = np.random.default_rng(seed)
+    stream = ToyFaceStream(r, batch, seed=seed)
     for _ in tqdm(range(steps), desc="U-Net", disable=not show_progress):
-        rgb, labels = toyfaces.render_batch([toyfaces.sample_params(rng) for _ in range(batch)], size=r)
-        x = from_uint8(rgb)
+        x, labels = stream.next_labelled_batch()
         if bundle.encoder is not None:
             half = batch // 2
             with torch.no_grad():
                 x[half:] = g.synthesis(bundle.encoder(x[half:]))[0].clamp(-1, 1)
-        loss = F.cross_entropy(net(x), torch.from_numpy(labels).long())
+        loss = F.cross_entropy(net(x), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

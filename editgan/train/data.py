@@ -7,6 +7,7 @@ import torch
 
 from .. import toyfaces
 from ..imageio import from_uint8
+from .losses import class_balanced_weights
 
 
 class ToyFaceStream:
@@ -36,3 +37,12 @@ def class_frequencies(resolution: int, count: int = 256, seed: int = 10 ** 9 + 7
     for _ in range(-(-count // 32)):
         counts += np.bincount(stream.next_arrays()[1].ravel(), minlength=len(counts))
     return torch.from_numpy(counts / counts.sum()).float()
+
+
+def class_pixel_weighting(resolution: int, power: float):
+    """``labels [N, H, W] -> pixel weights [N, 1, H, W]`` for ``pixel_loss``, each class weighted by its
+    frequency^-power (``class_balanced_weights``); None when ``power`` is 0 (every pixel alike)."""
+    if power <= 0:
+        return None
+    table = class_balanced_weights(class_frequencies(resolution), power)
+    return lambda labels: table.to(labels.device)[labels].unsqueeze(1)

@@ -44,8 +44,8 @@ from ..discriminator import Discriminator
 from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
 from ..imageio import grid, save_png, tensor_psnr, to_uint8
-from .data import ToyFaceStream, class_frequencies
-from .losses import class_balanced_weights, edge_loss, pixel_loss, sliced_wasserstein
+from .data import ToyFaceStream, class_pixel_weighting
+from .losses import edge_loss, pixel_loss, sliced_wasserstein
 
 log = logging.getLogger("editgan.train")
 
@@ -146,8 +146,7 @@ class GanTrainer:
         if bundle is not None:
             self._warm_start(bundle, init_from)
         self.data = ToyFaceStream(gcfg.resolution, self.cfg.batch, seed=self.cfg.seed * 1_000_003 + self.iteration)
-        self.class_weights = (class_balanced_weights(class_frequencies(gcfg.resolution), self.cfg.class_balance)
-                              .to(self.device) if self.cfg.class_balance > 0 else None)
+        self.pixel_weighting = class_pixel_weighting(gcfg.resolution, self.cfg.class_balance)
         self.fixed_z = torch.randn(16, gcfg.z_dim, generator=torch.Generator().manual_seed(1234)).to(self.device)
         self.fixed_real = ToyFaceStream(gcfg.resolution, 8, seed=10 ** 9).next_batch().to(self.device)
 
@@ -204,7 +203,7 @@ class GanTrainer:
         single = codes.mean(dim=1, keepdim=True)
         use_single = torch.rand(n, 1, 1, device=self.device) < cfg.single_w_fraction
         rec, _ = G.synthesis(torch.where(use_single, single.expand_as(codes), codes))
-        pixel_weight = None if self.class_weights is None else self.class_weights[labels].unsqueeze(1)
+        pixel_weight = None if self.pixel_weighting is None else self.pixel_weighting(labels)
         rec_loss, rec_edges = pixel_loss(rec, real, pixel_weight), edge_loss(rec, real)
         lat_loss = (E(fake.detach()) - ws.detach()).square().mean()
         loss = (cfg.adv_weight * g_adv + cfg.rec_weight * rec_loss + cfg.edge_weight * rec_edges

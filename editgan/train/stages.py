@@ -24,8 +24,8 @@ from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
 from ..imageio import tensor_psnr
 from ..models import toy_classes
-from .data import ToyFaceStream, class_frequencies
-from .losses import class_balanced_weights, edge_loss, pixel_loss
+from .data import ToyFaceStream, class_pixel_weighting
+from .losses import edge_loss, pixel_loss
 
 log = logging.getLogger("editgan.train")
 
@@ -84,11 +84,11 @@ def finetune_encoder(bundle: Bundle, steps: int = 2000, batch: int = 16, lr: flo
     gen = torch.Generator().manual_seed(seed)
     if class_balance is None:
         class_balance = float(bundle.provenance.get("train_config", {}).get("class_balance", 0.0))
-    class_weights = class_balanced_weights(class_frequencies(g.resolution), class_balance) if class_balance > 0 else None
+    pixel_weighting = class_pixel_weighting(g.resolution, class_balance)
     history = []
     for _ in tqdm(range(steps), desc="encoder", unit="step"):
         real, labels = stream.next_labelled_batch()
-        pixel_weight = None if class_weights is None else class_weights[labels].unsqueeze(1)
+        pixel_weight = None if pixel_weighting is None else pixel_weighting(labels)
         with torch.no_grad():
             ws_fake = g.map(torch.randn(batch // 2, g.z_dim, generator=gen), truncation_psi=0.8)
             fake, _ = g.synthesis(ws_fake)
