@@ -261,7 +261,7 @@ class EditObjective:
         kept = recon + self.rgb_weight[faces] * (img - recon)  # weight 0: no RGB loss
         rgb = share * (st.lambda_lpips * self.perceptual(kept, recon).mean()
                        + st.lambda_mse * (kept - recon).pow(2).mean())
-        logits = self.segmenter(features, self.box)                # [members, chunk, C, h, w]
+        logits = self.segmenter(self.segmenter.inputs(img, features), self.box)  # [members, chunk, C, h, w]
         m = logits.shape[0]
         # cross-entropy per member and face; the target index is broadcast over members, not copied
         target = self.ce_target[:, faces].expand(m, -1, -1, -1, -1)
@@ -305,7 +305,7 @@ def render(generator: Generator, segmenter: Segmenter | None, ws: torch.Tensor) 
     img, features = generator.synthesis(ws)
     if segmenter is None:
         return img, None
-    labels = segmenter.predict(features)[0].to(torch.uint8).cpu().numpy()
+    labels = segmenter.predict(segmenter.inputs(img, features))[0].to(torch.uint8).cpu().numpy()
     return img, _labels_to_grid(labels, generator.resolution)
 
 

@@ -24,7 +24,8 @@ def toy_classes() -> list[ClassInfo]:
 
 def random_bundle(config: GeneratorConfig = TINY_RANDOM_CONFIG, seed: int = 0, name: str = "tiny-random",
                   with_segmenter: bool = False) -> Bundle:
-    """Random weights; ``with_segmenter`` adds a random segmenter so edits and presets run end to end."""
+    """Random weights; ``with_segmenter`` adds a random segmenter (read like the demo's: 5×5
+    neighbourhoods and the RGB output) so edits and presets run end to end."""
     torch.manual_seed(seed)
     g = Generator(config).eval()
     with torch.no_grad():
@@ -34,7 +35,8 @@ def random_bundle(config: GeneratorConfig = TINY_RANDOM_CONFIG, seed: int = 0, n
     if with_segmenter:
         from .segmenter import Segmenter
         torch.manual_seed(seed + 1)
-        bundle.components["segmenter"] = Segmenter.for_generator(g, len(bundle.classes)).eval()
+        bundle.components["segmenter"] = Segmenter.for_generator(g, len(bundle.classes), context=5,
+                                                                   read_image=True).eval()
     return bundle
 
 

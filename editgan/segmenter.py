@@ -8,7 +8,9 @@ and bilinear upsampling is linear with rows summing to 1, so
 
 where ``W_i`` is the slice of the first-layer weight that reads map ``i``. We therefore project
 each map to the hidden width *at its native resolution* and upsample only the (much narrower)
-projections — identical maths, a fraction of the memory. :meth:`Segmenter.forward` can also
+projections — identical maths, a fraction of the memory. With ``context`` > 1 each map at the
+output resolution is read over a k×k neighbourhood (its unfolded patches are the "features"), so
+its projection is a k×k convolution: still linear, still the same identity. :meth:`Segmenter.forward` can also
 evaluate only a box of the output grid (an edit needs logits only inside its region); its
 resizes reproduce ``F.interpolate(mode="bilinear", align_corners=False)`` exactly, in training
 and editing alike. :meth:`Segmenter.forward_concat` is the straightforward reference.
@@ -82,6 +84,30 @@ def _project(maps: list[torch.Tensor], weight: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=256)
+def _neighbourhood(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``[N, C, h, w]`` → ``[N, C·k², h, w]``: each pixel's k×k patch (edges replicated), channel-major."""
+    n, c, h, w = x.shape
+    p = k // 2
+    return F.unfold(F.pad(x, (p, p, p, p), mode="replicate"), k).view(n, c * k * k, h, w)
+
+
+def _project_neighbourhood(maps: list[torch.Tensor], weight: torch.Tensor, k: int, box: Box) -> torch.Tensor:
+    """:func:`_project` of the maps' k×k neighbourhoods over ``box``, channels-last ``[N, h, w, O]``.
+
+    The box is cut with a margin of k // 2 (replicated where the margin leaves the map, as
+    :func:`_neighbourhood` pads the whole map) and convolved once: ``weight`` ``[O, C·k²]`` is
+    laid out like the unfolded channels, i.e. a conv2d kernel ``[O, C, k, k]``.
+    """
+    x = torch.cat(maps, 1) if len(maps) > 1 else maps[0]
+    n, c, s, _ = x.shape
+    p = k // 2
+    y0, y1, x0, x1 = box
+    wy0, wy1, wx0, wx1 = max(y0 - p, 0), min(y1 + p, s), max(x0 - p, 0), min(x1 + p, s)
+    pads = (wx0 - (x0 - p), x1 + p - wx1, wy0 - (y0 - p), y1 + p - wy1)
+    window = F.pad(x[:, :, wy0:wy1, wx0:wx1], pads, mode="replicate") if any(pads) else x[:, :, wy0:wy1, wx0:wx1]
+    return F.conv2d(window, weight.view(weight.shape[0], c, k, k)).permute(0, 2, 3, 1)
+
+
 def _window(in_size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, int, int]:
     """Interpolation rows ``start:stop`` cut to the input range they read: (matrix, lo, hi).
 
@@ -104,6 +130,13 @@ class Segmenter(nn.Module):
         members: ensemble size (paper: 10; our small demo: 3).
         hidden: width of the first hidden layer (DatasetGAN: 128).
         hidden2: width of the second hidden layer (DatasetGAN: 32).
+        context: odd side of the neighbourhood over which each map *at the output resolution* is
+            read (1: the pixel only, as DatasetGAN). Pixel MLPs see the coarse maps' layout but not
+            the fine maps' local shape. Coarser maps are always read per pixel.
+        image_channels: > 0 when the generator's RGB output is read too, as one more map after
+            the feature maps (it is in ``feature_channels``/``feature_resolutions``; callers pass
+            :meth:`inputs`). The image is what the user sees; the last feature maps reach it only
+            through the per-sample modulated toRGB.
 
     The first layer of all members is stored stacked (``proj_weight``: members·hidden × ΣC) so
     one matmul per feature resolution projects for the whole ensemble; later layers are batched
@@ -111,17 +144,23 @@ class Segmenter(nn.Module):
     """
 
     def __init__(self, feature_channels: list[int], feature_resolutions: list[int], num_classes: int,
-                 resolution: int, members: int = 3, hidden: int = 128, hidden2: int = 32):
+                 resolution: int, members: int = 3, hidden: int = 128, hidden2: int = 32, context: int = 1,
+                 image_channels: int = 0):
         super().__init__()
         assert len(feature_channels) == len(feature_resolutions) > 0
         assert list(feature_resolutions) == sorted(feature_resolutions), "maps must come in synthesis order"
         if num_classes < 2 or members < 1 or hidden < 1 or hidden2 < 1 or resolution < 1:
             raise ValueError("num_classes ≥ 2, members, hidden, hidden2 and resolution ≥ 1 required")
+        if context < 1 or context % 2 == 0:
+            raise ValueError(f"context must be an odd number ≥ 1, got {context}")
         self.feature_channels = [int(c) for c in feature_channels]
         self.feature_resolutions = [int(r) for r in feature_resolutions]
         self.num_classes, self.resolution = int(num_classes), int(resolution)
         self.members, self.hidden, self.hidden2 = int(members), int(hidden), int(hidden2)
-        total = sum(self.feature_channels)
+        self.context, self.image_channels = int(context), int(image_channels)
+        if self.image_channels and self.feature_channels[-1] != self.image_channels:
+            raise ValueError("the image must be the last map of the layout")
+        total = sum(c * self._kernel(r) ** 2 for c, r in zip(self.feature_channels, self.feature_resolutions))
         self.proj_weight = nn.Parameter(torch.empty(members * hidden, total))
         self.proj_bias = nn.Parameter(torch.empty(members * hidden))
         self.fc1_weight = nn.Parameter(torch.empty(members, hidden2, hidden))
@@ -139,10 +178,18 @@ class Segmenter(nn.Module):
                 weight.uniform_(-bound, bound, generator=generator)
                 bias.uniform_(-bound, bound, generator=generator)
 
+    def inputs(self, image: torch.Tensor, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """What :meth:`forward` reads from ``synthesis``'s ``(image, features)``."""
+        return [*features, image] if self.image_channels else features
+
+    def _kernel(self, map_resolution: int) -> int:
+        """Neighbourhood side a map of this resolution is read over."""
+        return self.context if map_resolution == self.resolution else 1
+
     # ---- bundle contract ---------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: dict, generator_config: GeneratorConfig) -> "Segmenter":
-        allowed = {"num_classes", "resolution", "members", "hidden", "hidden2"}
+        allowed = {"num_classes", "resolution", "members", "hidden", "hidden2", "context", "image_channels"}
         unknown = set(cfg) - allowed
         if unknown:
             raise ValueError(f"unknown segmenter config fields {sorted(unknown)}")
@@ -151,17 +198,25 @@ class Segmenter(nn.Module):
         channels, resolutions = feature_layout(generator_config)
         kw = {k: int(v) for k, v in cfg.items()}
         kw.setdefault("resolution", min(generator_config.resolution, 512))
+        if kw.get("image_channels"):
+            channels, resolutions = channels + [kw["image_channels"]], resolutions + [generator_config.resolution]
         return cls(channels, resolutions, **kw)
 
     def config_dict(self) -> dict:
         return {"num_classes": self.num_classes, "resolution": self.resolution, "members": self.members,
-                "hidden": self.hidden, "hidden2": self.hidden2}
+                "hidden": self.hidden, "hidden2": self.hidden2, "context": self.context,
+                "image_channels": self.image_channels}
 
     @classmethod
-    def for_generator(cls, generator: Generator, num_classes: int, **kw) -> "Segmenter":
-        """A fresh segmenter fitted to ``generator``'s feature maps (output resolution ≤ 512)."""
+    def for_generator(cls, generator: Generator, num_classes: int, read_image: bool = False, **kw) -> "Segmenter":
+        """A fresh segmenter fitted to ``generator``'s feature maps (output resolution ≤ 512), and to
+        its RGB output with ``read_image``."""
         kw.setdefault("resolution", min(generator.resolution, 512))
-        return cls(generator.synthesis.feature_channels, generator.synthesis.feature_resolutions, num_classes, **kw)
+        channels, resolutions = generator.synthesis.feature_channels, generator.synthesis.feature_resolutions
+        if read_image:
+            kw["image_channels"] = generator.cfg.img_channels
+            channels, resolutions = channels + [generator.cfg.img_channels], resolutions + [generator.resolution]
+        return cls(channels, resolutions, num_classes, **kw)
 
     # ---- evaluation ----------------------------------------------------------------------------
     def _check(self, features: list[torch.Tensor]) -> None:
@@ -187,7 +242,7 @@ class Segmenter(nn.Module):
             groups.setdefault(f.shape[-1], []).append(f)
         offset = 0
         for r, maps in groups.items():
-            c = sum(f.shape[1] for f in maps)
+            c = sum(f.shape[1] for f in maps) * self._kernel(r) ** 2
             yield r, maps, self.proj_weight[:, offset:offset + c]
             offset += c
 
@@ -207,7 +262,9 @@ class Segmenter(nn.Module):
         assert 0 <= y0 < y1 <= s and 0 <= x0 < x1 <= s, f"box {box} outside the {s}² grid"
         hidden = None
         for r, maps, w in self._by_resolution(features):
-            if r == s:
+            if r == s and self.context > 1:
+                p = _project_neighbourhood(maps, w, self.context, (y0, y1, x0, x1))
+            elif r == s:
                 p = _project([f[:, :, y0:y1, x0:x1] for f in maps], w)
             elif r <= MATRIX_MAX_SIDE or s % r:  # interpolation matrices restricted to the box
                 (ay, ry0, ry1), (ax, rx0, rx1) = _window(r, s, y0, y1), _window(r, s, x0, x1)
@@ -225,11 +282,18 @@ class Segmenter(nn.Module):
         return self._head(hidden.add_(self.proj_bias))
 
     def forward_concat(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Reference (the official way): upsample every map, concatenate, run the MLPs per pixel."""
+        """Reference (the official way): upsample every map, concatenate, run the MLPs per pixel.
+
+        Maps at the output resolution are unfolded to their ``context`` neighbourhoods first.
+        """
         self._check(features)
         s = self.resolution
-        x = torch.cat([f if f.shape[-1] == s else F.interpolate(f, size=(s, s), mode="bilinear", align_corners=False)
-                       for f in features], dim=1)
+
+        def full_grid(f):
+            if f.shape[-1] == s:
+                return f if self.context == 1 else _neighbourhood(f, self.context)
+            return F.interpolate(f, size=(s, s), mode="bilinear", align_corners=False)
+        x = torch.cat([full_grid(f) for f in features], dim=1)
         return self._head(_project([x], self.proj_weight) + self.proj_bias)
 
     @torch.no_grad()
@@ -273,14 +337,15 @@ def train_segmenter(generator: Generator, ws_list: list[torch.Tensor], labels_li
     seg = segmenter or Segmenter.for_generator(generator, num_classes, **segmenter_kw)
     s = seg.resolution
     with torch.no_grad():
-        feats = [generator.synthesis(ws)[1] for ws in ws_list]
+        feats = [seg.inputs(*generator.synthesis(ws)) for ws in ws_list]
     feats = [torch.cat(maps, 0) for maps in zip(*feats)]  # one tensor per layer: [n_images, C, r, r]
     labels = torch.stack([torch.as_tensor(l, dtype=torch.long) for l in labels_list]).to(feats[0].device)
     assert labels.shape[1:] == (s, s), f"labels must be {s}×{s}, got {tuple(labels.shape[1:])}"
     assert int(labels.max()) < seg.num_classes, "label id ≥ num_classes"
 
     weight = _class_weights(labels, seg.num_classes, class_weight_power)
-    trained = Segmenter(seg.feature_channels, seg.feature_resolutions, seg.num_classes, s, 1, seg.hidden, seg.hidden2)
+    trained = Segmenter(seg.feature_channels, seg.feature_resolutions, seg.num_classes, s, 1, seg.hidden, seg.hidden2,
+                        seg.context, seg.image_channels)
     trained = trained.to(feats[0].device)
     history = [0.0] * steps
     n = labels.shape[0]

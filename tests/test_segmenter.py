@@ -39,10 +39,12 @@ def resize_path(request, monkeypatch):
     monkeypatch.setattr(segmenter_module, "MATRIX_MAX_SIDE", request.param)
 
 
+@pytest.mark.parametrize("context", [1, 3])
 @pytest.mark.parametrize("resolution", [32, 24, 16])
-def test_projection_equals_concat(gen_and_feats, resolution, resize_path):
+def test_projection_equals_concat(gen_and_feats, resolution, context, resize_path):
     g, _, feats = gen_and_feats
-    seg = Segmenter.for_generator(g, num_classes=5, resolution=resolution, members=2, hidden=16, hidden2=8)
+    seg = Segmenter.for_generator(g, num_classes=5, resolution=resolution, members=2, hidden=16, hidden2=8,
+                                  context=context)
     with torch.no_grad():
         fast, ref = seg(feats), seg.forward_concat(feats)
     assert fast.shape == (2, 2, 5, resolution, resolution)
@@ -53,17 +55,59 @@ def _boxes(s):
     return [(0, s, 0, s), (3, s // 2 + 1, s // 2, s), (s - 1, s, 0, 1), (s // 3, s // 3 + 1, 5, s - 3), (1, 2, s - 2, s - 1)]
 
 
+@pytest.mark.parametrize("context", [1, 3, 5])  # 5: margins wider than a 1-pixel box at the border
 @pytest.mark.parametrize("resolution", [32, 24, 16])  # integer zooms, other ratios (matrices), shrinking
 @pytest.mark.parametrize("which", range(5))
-def test_crop_equals_full_box(gen_and_feats, resolution, which, resize_path):
+def test_crop_equals_full_box(gen_and_feats, resolution, which, context, resize_path):
     g, _, feats = gen_and_feats
-    seg = Segmenter.for_generator(g, num_classes=4, members=3, hidden=16, hidden2=8, resolution=resolution)
+    seg = Segmenter.for_generator(g, num_classes=4, members=3, hidden=16, hidden2=8, resolution=resolution,
+                                  context=context)
     box = _boxes(resolution)[which]
     y0, y1, x0, x1 = box
     with torch.no_grad():
         full, crop = seg(feats), seg(feats, box)
     assert crop.shape == (3, 2, 4, y1 - y0, x1 - x0)
     assert torch.allclose(crop, full[..., y0:y1, x0:x1], atol=1e-4)
+
+
+def test_context_reads_the_neighbourhood_of_full_resolution_maps_only(gen_and_feats):
+    g, _, feats = gen_and_feats
+    pixel = Segmenter.for_generator(g, num_classes=4, members=1, hidden=8, hidden2=4)
+    seg = Segmenter.for_generator(g, num_classes=4, members=1, hidden=8, hidden2=4, context=3)
+    # the first layer reads 9 values per channel of the 32² maps, 1 per channel of the coarser ones
+    full = sum(c for c, r in zip(g.synthesis.feature_channels, g.synthesis.feature_resolutions) if r == 32)
+    assert seg.proj_weight.shape[1] - pixel.proj_weight.shape[1] == 8 * full
+    # a change to one pixel of a full-resolution map reaches its 3×3 neighbours, not further
+    changed = [f.clone() for f in feats]
+    changed[-1][:, :, 10, 10] += 5.0
+    with torch.no_grad():
+        diff = (seg(changed) - seg(feats)).abs().amax((0, 1, 2))
+    touched = diff > 1e-6
+    assert touched[9:12, 9:12].all() and touched.sum() == 9
+    with pytest.raises(ValueError, match="odd"):
+        Segmenter.for_generator(g, num_classes=4, context=2)
+
+
+def test_read_image_appends_the_rgb_output_as_a_map(gen_and_feats):
+    g, ws, feats = gen_and_feats
+    seg = Segmenter.for_generator(g, num_classes=4, members=2, hidden=8, hidden2=4, context=3, read_image=True)
+    plain = Segmenter.for_generator(g, num_classes=4, members=2, hidden=8, hidden2=4, context=3)
+    assert seg.proj_weight.shape[1] - plain.proj_weight.shape[1] == 3 * 9  # RGB over 3×3 neighbourhoods
+    with torch.no_grad():
+        img, _ = g.synthesis(ws)
+        inputs = seg.inputs(img, feats)
+        assert len(inputs) == len(feats) + 1 and inputs[-1] is img and plain.inputs(img, feats) is feats
+        assert torch.allclose(seg(inputs), seg.forward_concat(inputs), atol=1e-4)
+        assert not torch.allclose(seg(inputs), seg(seg.inputs(img.flip(-1), feats)))  # the image is read
+    with pytest.raises(AssertionError):
+        seg(feats)
+    # training reads the image from synthesis
+    with torch.no_grad():
+        labels = (img.mean(1) > img.mean()).long()
+    trained, _ = train_segmenter(g, [ws[:1], ws[1:]], [labels[0], labels[1]], num_classes=2, steps=40, lr=3e-3,
+                                 members=1, hidden=16, hidden2=8, read_image=True)
+    assert trained.image_channels == 3
+    assert (trained.predict(trained.inputs(img, feats)) == labels).float().mean() > 0.8
 
 
 def test_crop_gradients_reach_features(gen_and_feats):
@@ -95,14 +139,15 @@ def test_bad_features_rejected(gen_and_feats):
 
 
 def test_bundle_round_trip(gen_and_feats, tmp_path):
-    g, _, feats = gen_and_feats
-    seg = Segmenter.for_generator(g, num_classes=3, members=2, hidden=8, hidden2=4)
+    g, ws, feats = gen_and_feats
+    seg = Segmenter.for_generator(g, num_classes=3, members=2, hidden=8, hidden2=4, context=3, read_image=True)
     classes = [ClassInfo("a", (0, 0, 0)), ClassInfo("b", (1, 1, 1)), ClassInfo("c", (2, 2, 2))]
     Bundle(name="t", generator=g, classes=classes, components={"segmenter": seg}).save(tmp_path / "b")
     loaded = Bundle.load(tmp_path / "b").segmenter
     assert isinstance(loaded, Segmenter) and loaded.config_dict() == seg.config_dict()
     with torch.no_grad():
-        assert torch.equal(loaded(feats), seg(feats))
+        img, _ = g.synthesis(ws)
+        assert torch.equal(loaded(loaded.inputs(img, feats)), seg(seg.inputs(img, feats)))
     with pytest.raises(ValueError, match="unknown segmenter config"):
         Segmenter.from_config({"num_classes": 3, "bogus": 1}, g.cfg)
 

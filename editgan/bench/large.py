@@ -43,6 +43,7 @@ class ConcatSegmenter(nn.Module):
         super().__init__()
         self.segmenter = segmenter
         self.resolution, self.num_classes = segmenter.resolution, segmenter.num_classes
+        self.inputs = segmenter.inputs
 
     def forward(self, features, box):
         y0, y1, x0, x1 = box

@@ -86,7 +86,8 @@ def cmd_segmenter(args) -> int:
     bundle = _load(args.model)
     report = train_segmenter_stage(bundle, embed_steps=args.embed_steps, seg_steps=args.steps,
                                    members=args.members, seeds=toyfaces.stratified_seeds(args.annotations),
-                                   class_weight_power=args.class_weight_power, mirror=not args.no_mirror)
+                                   class_weight_power=args.class_weight_power, mirror=not args.no_mirror,
+                                   context=args.context, read_image=not args.no_image)
     bundle.save(bundle.path)
     print(json.dumps(report, indent=2))
     return 0
@@ -185,6 +186,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cross-entropy class weights (1/frequency)^power; 0 = plain cross-entropy")
     p.add_argument("--embed-steps", type=int, default=100)
     p.add_argument("--members", type=int, default=3)
+    p.add_argument("--context", type=int, default=5,
+                   help="odd side of the neighbourhood the full-resolution feature maps are read over (1: per pixel)")
+    p.add_argument("--no-image", action="store_true", help="do not read the generator's RGB output as a feature map")
     p.add_argument("--no-mirror", action="store_true",
                    help="do not also train on the annotations mirrored left-right")
     p.set_defaults(func=cmd_segmenter)
