@@ -83,7 +83,6 @@ def _project(maps: list[torch.Tensor], weight: torch.Tensor) -> torch.Tensor:
     return torch.mm(x.permute(0, 2, 3, 1).reshape(n * h * w, c), weight.T).view(n, h, w, -1)
 
 
-@functools.lru_cache(maxsize=256)
 def _neighbourhood(x: torch.Tensor, k: int) -> torch.Tensor:
     """``[N, C, h, w]`` → ``[N, C·k², h, w]``: each pixel's k×k patch (edges replicated), channel-major."""
     n, c, h, w = x.shape
@@ -108,6 +107,7 @@ def _project_neighbourhood(maps: list[torch.Tensor], weight: torch.Tensor, k: in
     return F.conv2d(window, weight.view(weight.shape[0], c, k, k)).permute(0, 2, 3, 1)
 
 
+@functools.lru_cache(maxsize=256)
 def _window(in_size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, int, int]:
     """Interpolation rows ``start:stop`` cut to the input range they read: (matrix, lo, hi).
 

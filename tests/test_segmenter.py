@@ -185,3 +185,12 @@ def test_class_weights_lift_rare_classes(gen_and_feats):
     weighted, _ = train_segmenter(g, [ws[:1]], [labels[0].repeat(4, 4)], num_classes=4, steps=3, members=1,
                                   hidden=8, hidden2=4, class_weight_power=0.5)
     assert not torch.equal(plain.fc2_bias, weighted.fc2_bias)  # the weights reach the loss
+
+
+def test_only_the_index_math_is_cached():
+    """Interpolation windows are cached (an edit asks for the same box every step); tensors never are."""
+    segmenter_module._window.cache_clear()
+    segmenter_module._window(8, 32, 3, 9)
+    segmenter_module._window(8, 32, 3, 9)
+    assert segmenter_module._window.cache_info().hits == 1
+    assert not hasattr(segmenter_module._neighbourhood, "cache_info")
