@@ -44,6 +44,15 @@ def feature_layout(gcfg: GeneratorConfig) -> tuple[list[int], list[int]]:
     return channels, resolutions
 
 
+def input_layout(gcfg: GeneratorConfig, image_channels: int = 0) -> tuple[list[int], list[int]]:
+    """(channels, resolutions) of what a segmenter reads: the feature maps, then the RGB output
+    when ``image_channels`` > 0 (``Segmenter.inputs``)."""
+    channels, resolutions = feature_layout(gcfg)
+    if image_channels:
+        channels, resolutions = channels + [image_channels], resolutions + [gcfg.resolution]
+    return channels, resolutions
+
+
 def interpolation_matrix(in_size: int, out_size: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """Rows ``start:stop`` of the (out_size × in_size) matrix of 1-D bilinear resizing, align_corners=False.
 
@@ -195,12 +204,9 @@ class Segmenter(nn.Module):
             raise ValueError(f"unknown segmenter config fields {sorted(unknown)}")
         if "num_classes" not in cfg:
             raise KeyError("num_classes")
-        channels, resolutions = feature_layout(generator_config)
         kw = {k: int(v) for k, v in cfg.items()}
         kw.setdefault("resolution", min(generator_config.resolution, 512))
-        if kw.get("image_channels"):
-            channels, resolutions = channels + [kw["image_channels"]], resolutions + [generator_config.resolution]
-        return cls(channels, resolutions, **kw)
+        return cls(*input_layout(generator_config, kw.get("image_channels", 0)), **kw)
 
     def config_dict(self) -> dict:
         return {"num_classes": self.num_classes, "resolution": self.resolution, "members": self.members,
@@ -212,11 +218,9 @@ class Segmenter(nn.Module):
         """A fresh segmenter fitted to ``generator``'s feature maps (output resolution ≤ 512), and to
         its RGB output with ``read_image``."""
         kw.setdefault("resolution", min(generator.resolution, 512))
-        channels, resolutions = generator.synthesis.feature_channels, generator.synthesis.feature_resolutions
         if read_image:
             kw["image_channels"] = generator.cfg.img_channels
-            channels, resolutions = channels + [generator.cfg.img_channels], resolutions + [generator.resolution]
-        return cls(channels, resolutions, num_classes, **kw)
+        return cls(*input_layout(generator.cfg, kw.get("image_channels", 0)), num_classes, **kw)
 
     # ---- evaluation ----------------------------------------------------------------------------
     def _check(self, features: list[torch.Tensor]) -> None:
