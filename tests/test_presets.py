@@ -206,9 +206,14 @@ def test_faces_in_chunks_give_the_same_loss_gradient_and_vector(models):
     assert float(grads[0].abs().max()) > 0
     for grad in grads[1:]:
         assert torch.allclose(grad, grads[0], rtol=1e-4, atol=1e-5)  # float32 sums in another order
-    batched = learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=3)
-    chunked = learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=1)
-    assert torch.allclose(chunked.delta, batched.delta, atol=1e-5)
+    # Adam moves every coordinate by about ±lr whatever its gradient's size, so float noise (its sign
+    # depends on the batch size) in near-zero gradients moves coordinates apart. At δ = 0 the perceptual
+    # term's gradient is all noise (x = y): the trajectories are compared with the MSE alone (exactly 0
+    # there), to a tolerance of a few % of the 6 steps' |δ| (≤ 6 · lr = 0.12)
+    mse_only = EditSettings(lambda_lpips=0.0)
+    batched = learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=3, settings=mse_only)
+    chunked = learn_vector(g, seg, perceptual, ws, before, target, steps=6, faces_per_batch=1, settings=mse_only)
+    assert torch.allclose(chunked.delta, batched.delta, atol=5e-3) and batched.delta.abs().max() > 0.05
     assert chunked.metrics["best_step"] == batched.metrics["best_step"]
     calls = []  # cancelling is noticed between chunks, not only between steps
     with pytest.raises(Cancelled):

@@ -152,6 +152,23 @@ def test_bundle_round_trip(gen_and_feats, tmp_path):
         Segmenter.from_config({"num_classes": 3, "bogus": 1}, g.cfg)
 
 
+@pytest.mark.parametrize("context", [1, 3])
+def test_folded_input_scaling_reads_raw_maps_like_scaled_ones(gen_and_feats, context, resize_path):
+    g, ws, feats = gen_and_feats
+    seg = Segmenter.for_generator(g, num_classes=4, members=2, hidden=16, hidden2=8, context=context, read_image=True)
+    with torch.no_grad():
+        maps = seg.inputs(g.synthesis(ws)[0], feats)
+    gen = torch.Generator().manual_seed(3)
+    mean = [torch.randn(f.shape[1], generator=gen) for f in maps]
+    std = [0.1 + torch.rand(f.shape[1], generator=gen) for f in maps]
+    box = (3, 20, 5, 17)
+    with torch.no_grad():
+        scaled = seg([(f - m[:, None, None]) / sd[:, None, None] for f, m, sd in zip(maps, mean, std)], box)
+        seg.fold_input_scaling(mean, std)
+        raw = seg(maps, box)
+    assert torch.allclose(raw, scaled, atol=1e-4), (raw - scaled).abs().max()
+
+
 def test_training_fits_synthetic_labels(gen_and_feats):
     g, ws, feats = gen_and_feats
     # labels that depend on the image content: quantized brightness of the rendered image

@@ -248,13 +248,13 @@ def test_segmenter_and_presets_stage_clis_record_their_recipes(tmp_path, capsys)
     export_bundle(tmp_path / "run", tmp_path / "bundle")
     rc = main(["train", "segmenter", "--model", str(tmp_path / "bundle"), "--annotations", "4", "--steps", "3",
                "--embed-steps", "1", "--members", "2", "--class-weight-power", "0.25", "--context", "3",
-               "--no-image", "--threads", "1"])
+               "--no-image", "--no-standardize", "--threads", "1"])
     assert rc == 0
     bundle = Bundle.load(tmp_path / "bundle")
     recipe = bundle.provenance["segmenter_training"]
     assert recipe["annotation_seeds"] == toyfaces.stratified_seeds(4)
     assert (recipe["members"], recipe["steps"], recipe["class_weight_power"], recipe["mirror"]) == (2, 3, 0.25, True)
-    assert (recipe["context"], recipe["read_image"]) == (3, False)
+    assert (recipe["context"], recipe["read_image"], recipe["standardize"]) == (3, False, False)
     seg = bundle.segmenter
     assert seg is not None and (seg.members, seg.context, seg.image_channels) == (2, 3, 0)
     out = capsys.readouterr().out
