@@ -198,8 +198,9 @@ class EditGANClient:
         return self.request("embed", fields, {"image": (image, width, height)}, progress=progress)
 
     def edit(self, session: str, segmentation, width: int | None = None, height: int | None = None, *,
-             steps: int | None = None, progress=None, preview: bool = False) -> dict:
-        fields = {"session": session, "preview": preview, **({} if steps is None else {"steps": steps})}
+             steps: int | None = None, from_presets: bool = True, progress=None, preview: bool = False) -> dict:
+        fields = {"session": session, "preview": preview, "from_presets": from_presets,
+                  **({} if steps is None else {"steps": steps})}
         return self.request("edit", fields, {"segmentation": (segmentation, width, height)}, progress=progress)
 
     def apply_presets(self, session: str, presets, *, refine_steps: int = 0, progress=None,

@@ -244,30 +244,51 @@ class EditObjective:
         self.box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)  # union of the faces' boxes
         y0, y1, x0, x1 = self.box
         ce_mask = torch.from_numpy(region_s[:, y0:y1, x0:x1]).to(device).float()
-        # mean over each face's Q pixels as a weighted sum (no boolean gather), then over faces
-        self.ce_weight = ce_mask / ce_mask.sum((1, 2), keepdim=True) / k
+        # mean over each face's Q pixels as a weighted sum (no boolean gather)
+        self.ce_weight = ce_mask / ce_mask.sum((1, 2), keepdim=True)
         self.ce_target = torch.from_numpy(target_s[:, y0:y1, x0:x1].astype(np.int64)).to(device)[None, :, None]
+
+    def per_image(self, delta: torch.Tensor, faces: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unweighted appearance and cross-entropy losses ``(rgb [B], ce [B])`` and the images of ``ws + delta``.
+
+        ``delta`` is ``[1 or B, num_ws, w_dim]`` against the ``faces`` chunk (``B`` faces), or ``B``
+        offsets against a single face (candidate starts, see :meth:`candidate_losses`).
+        """
+        st = self.settings
+        ws, recon = self.ws[faces], self.reconstruction[faces]
+        img, features = self.generator.synthesis(ws + delta)
+        b = img.shape[0]
+        recon = recon.expand(b, -1, -1, -1)
+        kept = recon + self.rgb_weight[faces] * (img - recon)  # weight 0: no RGB loss
+        rgb = st.lambda_lpips * self.perceptual(kept, recon) + st.lambda_mse * (kept - recon).pow(2).flatten(1).mean(1)
+        logits = self.segmenter(self.segmenter.inputs(img, features), self.box)  # [members, B, C, h, w]
+        m = logits.shape[0]
+        # cross-entropy per member and image; the target index is broadcast over members, not copied
+        target = self.ce_target[:, faces].expand(m, b, -1, -1, -1)
+        nll = -logits.log_softmax(2).gather(2, target)[:, :, 0]
+        ce = (nll * self.ce_weight[faces]).sum((0, 2, 3)) / m
+        return rgb, ce, img
 
     def terms(self, delta: torch.Tensor, faces: slice = slice(None)) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Loss terms ({rgb, ce, total}) and the image of ``ws + delta``.
 
         ``faces``: a chunk of the K faces; its terms are its share of the whole loss (the chunks'
-        terms sum to those of all faces).
+        terms sum to those of all faces, each face weighing 1/K).
         """
-        st, k = self.settings, self.ws.shape[0]
-        ws, recon = self.ws[faces], self.reconstruction[faces]
-        share = ws.shape[0] / k
-        img, features = self.generator.synthesis(ws + delta)
-        kept = recon + self.rgb_weight[faces] * (img - recon)  # weight 0: no RGB loss
-        rgb = share * (st.lambda_lpips * self.perceptual(kept, recon).mean()
-                       + st.lambda_mse * (kept - recon).pow(2).mean())
-        logits = self.segmenter(self.segmenter.inputs(img, features), self.box)  # [members, chunk, C, h, w]
-        m = logits.shape[0]
-        # cross-entropy per member and face; the target index is broadcast over members, not copied
-        target = self.ce_target[:, faces].expand(m, -1, -1, -1, -1)
-        nll = -logits.log_softmax(2).gather(2, target)[:, :, 0]
-        ce = (nll * self.ce_weight[faces]).sum() / m
-        return dict(rgb=rgb, ce=ce, total=st.lambda_rgb * rgb + st.lambda_ce * ce), img
+        k = self.ws.shape[0]
+        rgb, ce, img = self.per_image(delta, faces)
+        rgb, ce = rgb.sum() / k, ce.sum() / k
+        return dict(rgb=rgb, ce=ce, total=self.settings.lambda_rgb * rgb + self.settings.lambda_ce * ce), img
+
+    @torch.no_grad()
+    def candidate_losses(self, deltas: torch.Tensor, batch: int = 8) -> torch.Tensor:
+        """Total loss of each of ``deltas`` ``[N, num_ws, w_dim]`` for a single face, ``batch`` per synthesis."""
+        assert self.ws.shape[0] == 1, "candidate starts are scored for one face"
+        st, out = self.settings, []
+        for i in range(0, deltas.shape[0], batch):
+            rgb, ce, _ = self.per_image(deltas[i:i + batch])
+            out.append(st.lambda_rgb * rgb + st.lambda_ce * ce)
+        return torch.cat(out)
 
     def __call__(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, step = self.ws.shape[0], self.faces_per_batch
@@ -311,7 +332,8 @@ def render(generator: Generator, segmenter: Segmenter | None, ws: torch.Tensor) 
 
 def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
                       reconstruction: np.ndarray, before: np.ndarray, target: np.ndarray, *,
-                      classes: list[int] | None = None, init_delta: torch.Tensor | None = None, steps: int = 30,
+                      classes: list[int] | None = None, init_delta: torch.Tensor | None = None,
+                      starts: list[torch.Tensor] | None = None, steps: int = 30,
                       settings: EditSettings = EditSettings(), progress: Progress | None = None,
                       should_cancel: ShouldCancel | None = None) -> EditOutcome:
     """Optimize ``delta`` so G(ws + delta) matches ``target`` labels inside Q and the reconstruction outside.
@@ -323,6 +345,10 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
         target: uint8 (R, R) edited labels.
         classes: the classes defining Q (default: those touched by ``before`` → ``target``).
         init_delta: starting offset (a preset's δ when refining); default zeros.
+        starts: other candidate starting offsets (e.g. presets at a few strengths). The edit
+            starts from whichever of ``init_delta`` and these has the lowest loss; ``metrics["start"]``
+            is its index in ``starts`` (None: ``init_delta``). A 30-step edit from zero often stops
+            short of a change a learned vector already draws (closing the eyes, opening the mouth).
         steps, settings, progress, should_cancel: see :func:`optimize_latent` / :class:`EditSettings`.
     """
     t0 = time.perf_counter()
@@ -332,12 +358,20 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     region = class_region(before, target, classes, region_radius(r))
     objective = edit_objective(generator, segmenter, perceptual, ws, before[None], region[None], target[None], settings)
     init = torch.zeros_like(ws) if init_delta is None else init_delta.to(ws)
+    chosen = None
+    if starts:
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        losses = objective.candidate_losses(torch.cat([init, *(d.to(ws) for d in starts)]))
+        best = int(losses.argmin())
+        if best > 0:
+            chosen, init = best - 1, starts[best - 1].to(ws)
     opt = optimize_latent(objective, init, steps, settings.lr, progress, should_cancel, warmup=settings.warmup)
     new_ws = ws.detach() + opt.delta
     img, labels = render(generator, segmenter, new_ws)
     image = to_uint8(img[0])
     metrics = dict(iou=region_iou(labels, target, region, classes), leak=leak(image, reconstruction, region),
-                   steps=steps, best_step=opt.best_step, seconds=time.perf_counter() - t0)
+                   steps=steps, best_step=opt.best_step, start=chosen, seconds=time.perf_counter() - t0)
     return EditOutcome(new_ws, opt.delta, image, labels, region, classes, metrics)
 
 

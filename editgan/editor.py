@@ -17,7 +17,7 @@ import torch
 
 from . import presets as presets_lib
 from .bundle import Bundle, BundleError, sanitize_name
-from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit
+from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit, touched_classes
 from .embedding import default_embed_settings, embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
 from .perceptual import make_perceptual_loss
@@ -25,6 +25,8 @@ from .perceptual import make_perceptual_loss
 __all__ = ["Editor", "Session", "EditResult", "PresetInfo", "Cancelled", "EditorError"]
 
 MIN_SIDE = 8
+# Multiples of a preset's default strength tried as starting points of a segmentation edit.
+START_STRENGTHS = (0.5, 1.0, 1.5)
 
 
 class EditorError(Exception):
@@ -165,19 +167,32 @@ class Editor:
                                            f"({self.generator.resolution}²)")
         return target
 
-    def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, progress: Progress | None = None,
-             should_cancel: ShouldCancel | None = None, **loss_overrides) -> EditResult:
-        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup, keep_q."""
+    def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, from_presets: bool = True,
+             progress: Progress | None = None, should_cancel: ShouldCancel | None = None,
+             **loss_overrides) -> EditResult:
+        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup, keep_q.
+
+        With ``from_presets`` the optimization starts from the stored preset (at 0.5, 1 or 1.5 × its
+        default strength) sharing a class with the edit whose result the edit's own loss likes
+        best, or from the session's latent when none beats it; ``metrics["start"]`` names it.
+        """
         self._require_segmenter()
         steps = _check_steps(steps, "steps")
+        if not isinstance(from_presets, bool):
+            raise EditorError("invalid_argument", f"from_presets must be true or false, got {from_presets!r}")
         target = self.model_target(session, labels)
         try:
             settings = self.edit_settings.replace(**loss_overrides)
         except ValueError as e:
             raise EditorError("invalid_argument", str(e)) from None
+        candidates = self._preset_starts(touched_classes(session.labels, target)) if from_presets else []
         outcome = segmentation_edit(self.generator, self.segmenter, self.perceptual, session.ws,
-                                    session.reconstruction, session.labels, target, steps=steps, settings=settings,
-                                    progress=progress, should_cancel=should_cancel)
+                                    session.reconstruction, session.labels, target,
+                                    starts=[s * torch.from_numpy(p.delta)[None] for p, s in candidates],
+                                    steps=steps, settings=settings, progress=progress, should_cancel=should_cancel)
+        start = outcome.metrics["start"]
+        outcome.metrics["start"] = None if start is None else \
+            {"preset": candidates[start][0].name, "strength": candidates[start][1]}
         result = self._finish(session, outcome)
         session.last_painted = labels.copy()
         return result
@@ -220,6 +235,21 @@ class Editor:
         return result
 
     # ---- presets ------------------------------------------------------------------------------
+    def _preset_starts(self, classes: list[int]) -> list[tuple[presets_lib.Preset, float]]:
+        """(preset, strength) starting points for an edit touching ``classes``: every readable preset
+        that shares one of them, at each of :data:`START_STRENGTHS` × its default strength."""
+        touched = {self.class_names[c] for c in classes}
+        out = []
+        for info in self.list_presets():
+            if touched.isdisjoint(info.classes) or not set(info.classes) <= set(self.class_names):
+                continue
+            try:
+                preset = self._load(info.name)
+            except EditorError:
+                continue
+            out += [(preset, k * preset.default_strength) for k in START_STRENGTHS]
+        return out
+
     def _presets_dir(self):
         if self.bundle.presets_dir is None:
             raise EditorError("invalid_argument", "this bundle was not loaded from a folder; it cannot store presets")

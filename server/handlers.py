@@ -128,6 +128,7 @@ class Handlers:
         sid = req.string("session", max_len=MAX_ID_CHARS)
         seg = req.buffer("segmentation", ("rgba8", "rgb8", "label8"))
         steps = req.integer("steps", 1, self.limits.max_steps, default=30)
+        from_presets = req.boolean("from_presets", default=True)
         req.check_all_frames_used()
         self._session(req, sid)  # fail fast; checked again when the job starts
 
@@ -137,8 +138,8 @@ class Handlers:
                 raise req.error("no_segmenter", "this model has no segmentation branch: edits are not possible")
             labels = segmentation_to_labels(seg, np.asarray(session.source_labels), self.palette)
             with engine_errors(req.id):
-                result = self.editor.edit(session, labels, steps=steps, progress=ctx.progress,
-                                          should_cancel=ctx.should_cancel)
+                result = self.editor.edit(session, labels, steps=steps, from_presets=from_presets,
+                                          progress=ctx.progress, should_cancel=ctx.should_cancel)
             return self._edit_result(sid, session, result)
         return run
 

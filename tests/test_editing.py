@@ -211,3 +211,25 @@ def test_edit_cancel_and_init_delta(models):
     out = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=1, init_delta=init,
                             settings=EditSettings(lr=1e-9))
     assert torch.allclose(out.delta, init, atol=1e-6)
+
+
+def test_edit_starts_from_the_candidate_with_the_lowest_loss(models):
+    g, seg, perceptual = models
+    ws, recon, before, target = _edit_case(g, seg)
+    region = edit_region(before, target, region_radius(32))
+    settings = EditSettings(keep_q=0.0)
+    found = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=8, settings=settings).delta
+    starts = [3 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(4)), found, 0.5 * found]
+    objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], before[None], region[None], target[None],
+                              settings)
+    losses = objective.candidate_losses(torch.cat([torch.zeros_like(ws), *starts]), batch=3)  # two batches
+    with torch.no_grad():
+        one_by_one = [float(objective.terms(d)[0]["total"]) for d in (torch.zeros_like(ws), *starts)]
+    assert np.allclose(losses.numpy(), one_by_one, rtol=1e-4, atol=1e-6)
+    assert losses[2] < losses[0]  # the found offset beats the embedding itself
+
+    out = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=0, starts=starts, settings=settings)
+    assert out.metrics["start"] == int(losses[1:].argmin()) and torch.equal(out.delta, starts[out.metrics["start"]])
+    worse = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=0, starts=starts[:1],
+                              settings=settings)
+    assert losses[1] > losses[0] and worse.metrics["start"] is None and not worse.delta.any()

@@ -132,6 +132,15 @@ def test_edit_and_presets(editor, session, source, bundle_path):
     assert info.classes == [CLASSES[c].name for c in result.classes]
     assert editor.info()["presets"] == [info.to_dict()]
 
+    # the same painting again starts from the stored vector, whose loss beats the embedding's
+    assert result.metrics["best_step"] > 0 and result.metrics["start"] is None
+    again = editor.edit(session, painted, steps=1)
+    assert again.metrics["start"]["preset"] == "big_edit" and again.metrics["start"]["strength"] in (0.25, 0.5, 0.75)
+    assert editor.edit(session, painted, steps=1, from_presets=False).metrics["start"] is None
+    with pytest.raises(EditorError) as e:
+        editor.edit(session, painted, steps=1, from_presets="yes")
+    assert e.value.code == "invalid_argument"
+
     applied = editor.apply_presets(session, [("big_edit", 1.0)])
     assert session.last_painted is None  # the last result is no longer a painted edit
     assert np.allclose(applied.delta, result.delta, atol=1e-6) and applied.metrics["iou"] is None
@@ -234,12 +243,12 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
                       progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (4, 4)
     summary = tasks["summary"]
-    assert set(summary["smile"]) == {"noop", "edit", "paper", "preset", "preset+10", "preset+30"}
-    assert set(summary["close_eyes"]) == {"noop", "edit", "paper"}          # no such preset
+    assert set(summary["smile"]) == {"noop", "edit", "edit-cold", "paper", "preset", "preset+10", "preset+30"}
+    assert set(summary["close_eyes"]) == {"noop", "edit", "edit-cold", "paper"}          # no such preset
     noop = summary["smile"]["noop"]
     assert noop["gain"] == 0 and noop["leak"] == 0 and noop["psnr_outside"] == 100.0 and noop["n"] == 2
     edit = summary["smile"]["edit"]
-    assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 6 + 2 * 3
+    assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 7 + 2 * 4
     timings = run_timings(toy_editor, repeats=1, embed_steps=1, edit_steps=1, refine_steps=1)
     assert {"embed", "edit", "preset", "refine"} <= set(timings) and timings["config"]["preset"] == "smile"
     assert timings["edit"]["median"] > 0 and len(timings["embed"]["runs"]) == 1
@@ -249,6 +258,7 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["tasks"]["config"]["seeds"] == 2
     md = (tmp_path / "b.md").read_text()
     assert md == to_markdown(results) and "| smile | preset+10 |" in md and "failed: MemoryError" in md
+    assert "started from preset (times)" in md
 
 
 def test_bench_large_tiny():

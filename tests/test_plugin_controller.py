@@ -378,6 +378,9 @@ def test_names_strength_and_metrics_format():
     assert describe_metrics({"iou": 0.834, "leak": 0.004, "seconds": 12.34, "steps": 30}) == \
         " (IoU 0.83, leak 0.4 %, 12.3 s)"
     assert describe_metrics({}) == ""
+    assert describe_metrics({"iou": 0.5, "start": {"preset": "close_eyes", "strength": 2}}) == \
+        " (IoU 0.50, from close_eyes ×2.0)"
+    assert describe_metrics({"start": None}) == "" and describe_metrics({"start": {"preset": 3}}) == ""
     assert format_strength(1) == "1.0" and format_strength(0.5) == "0.5" and format_strength(0.25) == "0.25"
     assert format_strength(-1) == "-1.0"
     assert preset_layer_name([("smile", 1.0)]) == "EditGAN: smile ×1.0"

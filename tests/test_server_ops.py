@@ -89,6 +89,15 @@ def test_presets_save_apply_compose_list_delete(client):
     client.edit(emb["session"], paint_edit(emb["segmentation"], palette, target), steps=2)
     saved = client.save_preset(emb["session"], "My Test Edit!", default_strength=0.5)["preset"]
     assert saved["name"] == "my_test_edit"
+    painted = paint_edit(emb["segmentation"], palette, target)
+    cold = client.edit(emb["session"], painted, steps=1, from_presets=False)
+    assert "start" in cold["metrics"] and cold["metrics"]["start"] is None
+    start = client.edit(emb["session"], painted, steps=1)["metrics"]["start"]  # the preset, if it beats the embedding
+    assert start is None or (start["preset"] == "my_test_edit" and start["strength"] in (0.25, 0.5, 0.75))
+    with pytest.raises(ClientError) as e:
+        client.request("edit", {"session": emb["session"], "from_presets": "yes"},
+                       {"segmentation": (painted, None, None)})
+    assert e.value.code == "bad_request"
     other = (target + 1) % len(palette)
     client.edit(emb["session"], paint_edit(emb["segmentation"], palette, other), steps=2)
     client.save_preset(emb["session"], "second")

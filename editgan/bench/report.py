@@ -30,9 +30,11 @@ def tasks_table(tasks: dict) -> list[str]:
     rows = []
     for task, modes in tasks["summary"].items():
         for mode, m in modes.items():
+            starts = ", ".join(f"{name} ×{count}" for name, count in m.get("starts", {}).items())
             rows.append([task, mode, m["gain"], m["iou"], m["leak"], m["psnr_outside"], m["seconds"],
-                         f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else "")])
-    return _table(["task", "mode", "edit gain (dB)", "target IoU", "leak", "PSNR outside Q (dB)", "seconds", "n"], rows)
+                         f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else ""), starts])
+    return _table(["task", "mode", "edit gain (dB)", "target IoU", "leak", "PSNR outside Q (dB)", "seconds", "n",
+                   "started from preset (times)"], rows)
 
 
 def timings_table(timings: dict) -> list[str]:

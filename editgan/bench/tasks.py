@@ -5,9 +5,12 @@ the "user" paint the true change (the current segmentation with the target's gro
 pasted where they differ), then run every mode:
 
 * ``noop`` — return the source (the baseline every gain is measured against);
-* ``edit`` — segmentation edit with the paper's loss weights, our lr warm-up and appearance kept on
-  Q's pixels away from the change (``EditSettings.keep_q``), ``edit_steps`` steps;
-* ``paper`` — the same with the paper's constant lr (no warm-up) and all of Q free;
+* ``edit`` — the product's segmentation edit: the paper's loss weights, our lr warm-up, appearance
+  kept on Q's pixels away from the change (``EditSettings.keep_q``), ``edit_steps`` steps, started
+  from the stored preset (or none) the edit's loss prefers (``Editor.edit(from_presets=True)``);
+* ``edit-cold`` — the same started from the embedding itself (the only ``edit`` before presets
+  were tried as starts);
+* ``paper`` — started from the embedding, with the paper's constant lr (no warm-up) and all of Q free;
 * ``preset``, ``preset+10``, ``preset+30`` — the bundle's preset of the same name at its default
   strength, without / with self-supervised refinement (only when the bundle has that preset).
 
@@ -31,7 +34,7 @@ from ..geometry import to_source
 from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels
 
 PSNR_CAP = 100.0
-MODES = ("noop", "edit", "paper", "preset", "preset+10", "preset+30")  # paper: constant lr, no warm-up
+MODES = ("noop", "edit", "edit-cold", "paper", "preset", "preset+10", "preset+30")
 METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds")
 
 
@@ -49,15 +52,18 @@ def _score(result_image, result_labels, pair, region, classes) -> dict:
 def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_steps: int, strengths: dict):
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
-    if mode in ("edit", "paper"):
+    if mode in ("edit", "edit-cold", "paper"):
         overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0} if mode == "paper" else {}
-        result = editor.edit(session, user_labels, steps=edit_steps, **overrides)
+        result = editor.edit(session, user_labels, steps=edit_steps, from_presets=mode == "edit", **overrides)
     else:
         strength = strengths[task]
         refine = int(mode.split("+")[1]) if "+" in mode else 0
         result = editor.apply_presets(session, [(task, strength)], refine_steps=refine)
     labels = to_source(result.labels, session.geometry)
-    return result.image, labels, {"leak": result.metrics["leak"], "seconds": result.metrics["seconds"]}
+    extra = {"leak": result.metrics["leak"], "seconds": result.metrics["seconds"]}
+    if result.metrics.get("start"):
+        extra["start"] = result.metrics["start"]["preset"]
+    return result.image, labels, extra
 
 
 def run_tasks(editor: Editor, *, tasks=None, seeds: int = 5, seed_base: int | None = None, size: int | None = None,
@@ -124,4 +130,7 @@ def summarize(samples: list[dict]) -> dict:
                 values = [r[m] for r in rows if r.get(m) is not None and math.isfinite(r[m])]
                 cell[m] = float(np.mean(values)) if values else None
             cell["n"] = len(rows)
+            starts = [r["start"] for r in rows if r.get("start")]
+            if starts:  # which presets the edit started from, and how often
+                cell["starts"] = {name: starts.count(name) for name in sorted(set(starts))}
     return out

@@ -13,7 +13,7 @@ from .client import Buffer, Client
 from .document import DocumentError
 from .image import Rect
 from .layer import (EDIT_NAME, SEGMENTATION_NAME, add_result_layer, add_segmentation_layer, find_node,
-                    preset_layer_name, read_rgba, result_pixels, uid)
+                    format_strength, preset_layer_name, read_rgba, result_pixels, uid)
 from .qt_compat import QObject, pyqtSignal
 from .sessions import Entry, SessionRunner, SessionStore
 
@@ -25,10 +25,13 @@ STAGE_LABELS = {"embed": "Analyzing", "edit": "Editing", "apply_preset": "Applyi
 
 
 def describe_metrics(metrics: dict) -> str:
-    """" (IoU 0.83, leak 0.4 %, 12.3 s)" from a result's metrics, or "" when there are none."""
+    """" (IoU 0.83, leak 0.4 %, 12.3 s, from smile ×1.0)" from a result's metrics, or "" when there are none."""
     formats = (("iou", "IoU {:.2f}", 1), ("leak", "leak {:.1f} %", 100), ("seconds", "{:.1f} s", 1))
     facts = [fmt.format(scale * metrics[key]) for key, fmt, scale in formats
              if isinstance(metrics.get(key), (int, float))]
+    start = metrics.get("start")
+    if isinstance(start, dict) and isinstance(start.get("preset"), str) and isinstance(start.get("strength"), (int, float)):
+        facts.append(f"from {start['preset']} ×{format_strength(start['strength'])}")
     return f" ({', '.join(facts)})" if facts else ""
 
 
