@@ -269,13 +269,14 @@ class GanTrainer:
     def train(self, total_images: int, sample_every: int = 20_000, checkpoint_every: int = 5_000,
               max_minutes: float | None = None) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        log_file = open(self.run_dir / "log.jsonl", "a")
         t_start = time.time()
         next_sample = (self.images_seen // sample_every + 1) * sample_every
         next_ckpt = self.images_seen + checkpoint_every
-        bar = tqdm(total=total_images, initial=min(self.images_seen, total_images), unit="img", smoothing=0.05)
         running: dict[str, float] = {}
-        try:
+        log_file = bar = None
+        try:  # from the first line: a SIGTERM that lands while the log opens still leaves a checkpoint
+            log_file = open(self.run_dir / "log.jsonl", "a")
+            bar = tqdm(total=total_images, initial=min(self.images_seen, total_images), unit="img", smoothing=0.05)
             while self.images_seen < total_images:
                 stats = self.step()
                 bar.update(self.cfg.batch)
@@ -296,10 +297,12 @@ class GanTrainer:
                     log.info("time budget reached")
                     break
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             self.save_checkpoint()
             self.write_samples()
-            log_file.close()
+            if log_file is not None:
+                log_file.close()
 
 
 def _recorded_config(bundle) -> GanTrainConfig | None:
