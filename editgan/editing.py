@@ -42,6 +42,8 @@ class Cancelled(Exception):
     """``should_cancel()`` returned True; the computation stopped and nothing was changed."""
 
 
+# Images per gradient-free synthesis when scoring candidate starts: one at 512², 64 at 64².
+CANDIDATE_PIXELS = 512 * 512
 PAPER_LR = 0.02
 WARMUP_FRACTION = 0.3
 
@@ -281,9 +283,11 @@ class EditObjective:
         return dict(rgb=rgb, ce=ce, total=self.settings.lambda_rgb * rgb + self.settings.lambda_ce * ce), img
 
     @torch.no_grad()
-    def candidate_losses(self, deltas: torch.Tensor, batch: int = 8) -> torch.Tensor:
-        """Total loss of each of ``deltas`` ``[N, num_ws, w_dim]`` for a single face, ``batch`` per synthesis."""
+    def candidate_losses(self, deltas: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """Total loss of each of ``deltas`` ``[N, num_ws, w_dim]`` for a single face, ``batch`` per
+        synthesis (default: :data:`CANDIDATE_PIXELS` worth of images, all 24 demo candidates at 64²)."""
         assert self.ws.shape[0] == 1, "candidate starts are scored for one face"
+        batch = batch or max(1, CANDIDATE_PIXELS // self.generator.resolution ** 2)
         st, out = self.settings, []
         for i in range(0, deltas.shape[0], batch):
             rgb, ce, _ = self.per_image(deltas[i:i + batch])
