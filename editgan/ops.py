@@ -17,6 +17,13 @@ LRELU_GAIN = math.sqrt(2.0)
 MODCONV_MODES = ("grouped", "scaled", "reference")
 
 
+def flush_subnormals() -> None:
+    """Flush subnormal floats to zero (process-wide, CPU). Adam's moments and the gradients through a
+    segmenter trained on standardized maps go subnormal, and each operation on one is far slower on
+    x86: measured, 500 segmenter training steps 28 s → 300 s, a 30-step demo edit 5 s → 55 s."""
+    torch.set_flush_denormal(True)
+
+
 def setup_filter(taps=(1, 3, 3, 1)) -> torch.Tensor:
     """Separable FIR low-pass filter as a normalized 2-D kernel (sum 1)."""
     f = torch.as_tensor(taps, dtype=torch.float32)
