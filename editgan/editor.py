@@ -187,9 +187,10 @@ class Editor:
             settings = self.edit_settings.replace(**loss_overrides)
         except ValueError as e:
             raise EditorError("invalid_argument", str(e)) from None
-        candidates = self._preset_starts(touched_classes(session.labels, target)) if from_presets else []
+        classes = touched_classes(session.labels, target)
+        candidates = self._preset_starts(classes) if from_presets else []
         outcome = segmentation_edit(self.generator, self.segmenter, self.perceptual, session.ws,
-                                    session.reconstruction, session.labels, target,
+                                    session.reconstruction, session.labels, target, classes=classes,
                                     starts=[s * torch.from_numpy(p.delta)[None] for p, s in candidates],
                                     steps=steps, settings=settings, progress=progress, should_cancel=should_cancel)
         start = outcome.metrics["start"]
