@@ -334,34 +334,10 @@ def render(generator: Generator, segmenter: Segmenter | None, ws: torch.Tensor) 
     return img, _labels_to_grid(labels, generator.resolution)
 
 
-def choose_start(objective: EditObjective, init: torch.Tensor, starts: list[torch.Tensor],
-                 scales: tuple[float, ...] = (1.0,)) -> tuple[torch.Tensor, tuple[int, float] | None]:
-    """The lowest-loss starting offset among ``init`` and ``scale · starts[i]``: ``(offset, (i, scale))``,
-    or ``(init, None)`` when nothing beats ``init``.
-
-    Two rounds, gradient-free: every start at scale 1 (with ``init``), then the other scales for the
-    best start only: P starts synthesize P + len(scales) images instead of 1 + P · len(scales). At
-    512² an image takes about a second, and a user's preset library grows.
-    """
-    assert 1.0 in scales, "the scales must include 1 (the first round)"
-    first = objective.candidate_losses(torch.cat([init, *starts]))
-    i = int(first[1:].argmin())
-    others = [s for s in scales if s != 1.0]
-    second = objective.candidate_losses(torch.cat([s * starts[i] for s in others])) if others else first[:0]
-    best_loss, best_scale = float(first[0]), None
-    for loss, scale in zip([first[1 + i], *second], [1.0, *others]):
-        if float(loss) < best_loss:
-            best_loss, best_scale = float(loss), scale
-    if best_scale is None:
-        return init, None
-    return best_scale * starts[i], (i, best_scale)
-
-
 def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
                       reconstruction: np.ndarray, before: np.ndarray, target: np.ndarray, *,
                       classes: list[int] | None = None, init_delta: torch.Tensor | None = None,
-                      starts: list[torch.Tensor] | None = None, start_scales: tuple[float, ...] = (1.0,),
-                      steps: int = 30,
+                      starts: list[torch.Tensor] | None = None, steps: int = 30,
                       settings: EditSettings = EditSettings(), progress: Progress | None = None,
                       should_cancel: ShouldCancel | None = None) -> EditOutcome:
     """Optimize ``delta`` so G(ws + delta) matches ``target`` labels inside Q and the reconstruction outside.
@@ -373,12 +349,10 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
         target: uint8 (R, R) edited labels.
         classes: the classes defining Q (default: those touched by ``before`` → ``target``).
         init_delta: starting offset (a preset's δ when refining); default zeros.
-        starts: other candidate starting offsets (e.g. presets at their default strengths). The
-            edit starts from whichever of ``init_delta`` and ``scale · start`` has the lowest loss
-            (:func:`choose_start`); ``metrics["start"]`` is ``(index in starts, scale)`` or None
-            (``init_delta``). A 30-step edit from zero often stops short of a change a learned vector
-            already draws (closing the eyes, opening the mouth).
-        start_scales: the scales tried; must include 1.
+        starts: other candidate starting offsets (e.g. presets at a few strengths). The edit
+            starts from whichever of ``init_delta`` and these has the lowest loss; ``metrics["start"]``
+            is its index in ``starts`` (None: ``init_delta``). A 30-step edit from zero often stops
+            short of a change a learned vector already draws (closing the eyes, opening the mouth).
         steps, settings, progress, should_cancel: see :func:`optimize_latent` / :class:`EditSettings`.
     """
     t0 = time.perf_counter()
@@ -392,7 +366,10 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     if starts:
         if should_cancel is not None and should_cancel():
             raise Cancelled()
-        init, chosen = choose_start(objective, init, [d.to(ws) for d in starts], start_scales)
+        losses = objective.candidate_losses(torch.cat([init, *(d.to(ws) for d in starts)]))
+        best = int(losses.argmin())
+        if best > 0:
+            chosen, init = best - 1, starts[best - 1].to(ws)
     opt = optimize_latent(objective, init, steps, settings.lr, progress, should_cancel, warmup=settings.warmup)
     new_ws = ws.detach() + opt.delta
     img, labels = render(generator, segmenter, new_ws)

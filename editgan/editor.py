@@ -174,10 +174,9 @@ class Editor:
              **loss_overrides) -> EditResult:
         """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup, keep_q.
 
-        With ``from_presets`` the optimization starts from the stored preset sharing a class with the
-        edit whose result the edit's own loss likes best (each at its default strength, then the best
-        one also at 0.5 and 1.5 ×), or from the session's latent when none beats it;
-        ``metrics["start"]`` names it.
+        With ``from_presets`` the optimization starts from the stored preset (at 0.5, 1 or 1.5 × its
+        default strength) sharing a class with the edit whose result the edit's own loss likes
+        best, or from the session's latent when none beats it; ``metrics["start"]`` names it.
         """
         self._require_segmenter()
         steps = _check_steps(steps, "steps")
@@ -192,13 +191,11 @@ class Editor:
         candidates = self._preset_starts(classes) if from_presets else []
         outcome = segmentation_edit(self.generator, self.segmenter, self.perceptual, session.ws,
                                     session.reconstruction, session.labels, target, classes=classes,
-                                    starts=[p.default_strength * torch.from_numpy(p.delta)[None] for p in candidates],
-                                    start_scales=START_STRENGTHS, steps=steps, settings=settings, progress=progress,
-                                    should_cancel=should_cancel)
+                                    starts=[s * torch.from_numpy(p.delta)[None] for p, s in candidates],
+                                    steps=steps, settings=settings, progress=progress, should_cancel=should_cancel)
         start = outcome.metrics["start"]
-        if start is not None:
-            preset, scale = candidates[start[0]], start[1]
-            outcome.metrics["start"] = {"preset": preset.name, "strength": scale * preset.default_strength}
+        outcome.metrics["start"] = None if start is None else \
+            {"preset": candidates[start][0].name, "strength": candidates[start][1]}
         result = self._finish(session, outcome)
         session.last_painted = labels.copy()
         return result
@@ -241,9 +238,9 @@ class Editor:
         return result
 
     # ---- presets ------------------------------------------------------------------------------
-    def _preset_starts(self, classes: list[int]) -> list[presets_lib.Preset]:
-        """Starting points for an edit touching ``classes``: every readable preset that shares one of them
-        (tried at :data:`START_STRENGTHS` × its default strength, see :func:`editing.choose_start`)."""
+    def _preset_starts(self, classes: list[int]) -> list[tuple[presets_lib.Preset, float]]:
+        """(preset, strength) starting points for an edit touching ``classes``: every readable preset
+        that shares one of them, at each of :data:`START_STRENGTHS` × its default strength."""
         touched = {self.class_names[c] for c in classes}
         out = []
         for info in self.list_presets():
@@ -253,7 +250,7 @@ class Editor:
                 preset = self._load(info.name)
             except EditorError:
                 continue
-            out.append(preset)
+            out += [(preset, k * preset.default_strength) for k in START_STRENGTHS]
         return out
 
     def _presets_dir(self):

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from editgan.editing import (Cancelled, EditObjective, EditSettings, choose_start, class_region, edit_region, leak,
-                             optimize_latent, psnr, region_iou, region_radius, render, segmentation_edit,
-                             touched_classes)
+from editgan.editing import (Cancelled, EditObjective, EditSettings, class_region, edit_region, leak, optimize_latent,
+                             psnr, region_iou, region_radius, render, segmentation_edit, touched_classes)
 from editgan.generator import Generator
 from editgan.geometry import dilate
 from editgan.imageio import to_uint8
@@ -230,31 +229,7 @@ def test_edit_starts_from_the_candidate_with_the_lowest_loss(models):
     assert losses[2] < losses[0]  # the found offset beats the embedding itself
 
     out = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=0, starts=starts, settings=settings)
-    assert out.metrics["start"] == (int(losses[1:].argmin()), 1.0)
-    assert torch.equal(out.delta, starts[out.metrics["start"][0]])
+    assert out.metrics["start"] == int(losses[1:].argmin()) and torch.equal(out.delta, starts[out.metrics["start"]])
     worse = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=0, starts=starts[:1],
                               settings=settings)
     assert losses[1] > losses[0] and worse.metrics["start"] is None and not worse.delta.any()
-
-
-def test_choose_start_tries_the_other_scales_for_the_best_start_only(models):
-    g, seg, perceptual = models
-    ws, recon, before, target = _edit_case(g, seg)
-    region = edit_region(before, target, region_radius(32))
-    settings = EditSettings(keep_q=0.0)
-    found = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=8, settings=settings).delta
-    far = 3 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(4))
-    objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], before[None], region[None], target[None],
-                              settings)
-    scored = []
-    score = objective.candidate_losses
-    objective.candidate_losses = lambda deltas, batch=None: scored.append(deltas.shape[0]) or score(deltas, batch)
-    scales = (0.5, 1.0, 1.5)
-    delta, choice = choose_start(objective, torch.zeros_like(ws), [far, found], scales)
-    assert scored == [3, 2]  # the embedding and both starts at 1, then `found` at 0.5 and 1.5
-    brute = score(torch.cat([torch.zeros_like(ws), *(s * d for d in (far, found) for s in scales)]))
-    best = int(brute.argmin())
-    assert best in (4, 5, 6) and choice == (1, scales[best - 4]) and torch.equal(delta, choice[1] * found)
-    # nothing beats the embedding: it stays, with no choice
-    delta, choice = choose_start(objective, torch.zeros_like(ws), [far], scales)
-    assert choice is None and not delta.any()
