@@ -59,7 +59,7 @@ class EditResult:
     box: tuple[int, int, int, int]  # (x, y, w, h) of pixels differing from the source; w = h = 0 if none
     model_image: np.ndarray     # uint8 (R, R, 3)
     labels: np.ndarray          # uint8 (R, R), segmentation of the result
-    region: np.ndarray          # bool (H, W), Q at source size
+    region: np.ndarray          # bool (H, W), where the edit is blended in (⊆ Q), at source size
     delta: np.ndarray           # float32 (num_ws, w_dim), offset from the session latent
     classes: list[int]          # sorted class ids the edit targets
     metrics: dict               # iou, leak, steps, best_step, seconds
@@ -229,8 +229,9 @@ class Editor:
         return result
 
     def _finish(self, session: Session, outcome: EditOutcome) -> EditResult:
+        blended = outcome.region if outcome.composite is None else outcome.composite
         image, region, box = blend_back(session.source, session.geometry, outcome.image, session.reconstruction,
-                                        outcome.region)
+                                        blended)
         result = EditResult(image, box, outcome.image, outcome.labels, region,
                             outcome.delta[0].detach().cpu().numpy().astype(np.float32), outcome.classes,
                             outcome.metrics)
