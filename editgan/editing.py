@@ -100,14 +100,6 @@ def class_region(before: np.ndarray, after: np.ndarray, classes: list[int], radi
     return dilate(q, radius).numpy()
 
 
-def change_neighbourhood(before: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The painted change, dilated by the region radius (bool (R, R)): the pixels an edit may
-    redraw freely. Q also holds every other pixel of a touched class (all the skin of a smile),
-    where the generator's side effects would show; the result is composited only over this ∩ Q."""
-    assert before.shape == target.shape and before.ndim == 2
-    return dilate(before != target, region_radius(before.shape[0])).numpy()
-
-
 def edit_region(before: np.ndarray, after: np.ndarray, radius: int) -> np.ndarray:
     """Q of a segmentation edit: changed pixels ∪ all pixels of the touched classes, dilated."""
     return class_region(before, after, touched_classes(before, after), radius)
@@ -245,7 +237,7 @@ class EditObjective:
         self.should_cancel = should_cancel
         device = ws.device
         # appearance weight per pixel: 1 outside Q, keep_q on Q's unchanged pixels, 0 near a change
-        near_change = np.stack([change_neighbourhood(b, t) for b, t in zip(before, target)])
+        near_change = np.stack([dilate(b != t, region_radius(r)).numpy() for b, t in zip(before, target)])
         weight = np.where(region, settings.keep_q, 1.0) * ~(near_change & region)
         self.rgb_weight = torch.from_numpy(weight.astype(np.float32)).to(device)[:, None]
         region_s = np.stack([_to_grid(q, s) for q in region])
@@ -364,8 +356,10 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
             short of a change a learned vector already draws (closing the eyes, opening the mouth).
         steps, settings, progress, should_cancel: see :func:`optimize_latent` / :class:`EditSettings`.
 
-    The outcome's ``composite`` (what the caller blends into the source) is Q ∩ the painted change
-    dilated by the region radius: Q's other pixels carry only the generator's side effects.
+    The outcome's ``composite`` (what the caller blends into the source, feathered) is the painted
+    change within Q. Q also holds every other pixel of a touched class (all the skin of a smile),
+    where the generator's changes are side effects; a 64² generator draws a bigger pupil as a
+    blurred dark blob, so even a one-pixel ring around the change darkens the iris.
     """
     t0 = time.perf_counter()
     r = generator.resolution
@@ -389,7 +383,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     metrics = dict(iou=region_iou(labels, target, region, classes), leak=leak(image, reconstruction, region),
                    steps=steps, best_step=opt.best_step, start=chosen, seconds=time.perf_counter() - t0)
     return EditOutcome(new_ws, opt.delta, image, labels, region, classes, metrics,
-                       composite=region & change_neighbourhood(before, target))
+                       composite=region & (before != target))
 
 
 def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,
