@@ -215,7 +215,7 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
         source: uint8 (H, W, 3), the original image.
         geo: its geometry.
         result, reconstruction: (R, R, 3) model images after/before the edit (uint8 or float 0..255).
-        region: bool (R, R), the pixels to composite (Q, or the part of it near a painted change).
+        region: bool (R, R), the pixels to composite (Q, or the painted change within it).
         feather_px: feather radius at source size; default ≈ one model pixel (``side / R``), ≥ 1.
 
     Returns (image uint8 (H, W, 3), region at source size bool (H, W), changed box (x, y, w, h)).

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from editgan.editing import (Cancelled, EditObjective, EditSettings, class_region, edit_region,
-                             leak, optimize_latent, psnr, region_iou, region_radius, render, segmentation_edit, touched_classes)
+from editgan.editing import (Cancelled, EditObjective, EditSettings, class_region, edit_region, leak, optimize_latent,
+                             psnr, region_iou, region_radius, render, segmentation_edit, touched_classes)
 from editgan.generator import Generator
 from editgan.geometry import dilate
 from editgan.imageio import to_uint8
