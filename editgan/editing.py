@@ -320,9 +320,9 @@ class EditOutcome:
     image: np.ndarray         # uint8 (R, R, 3)
     labels: np.ndarray        # uint8 (R, R), the segmentation of the result
     region: np.ndarray        # bool (R, R), Q
+    composite: np.ndarray     # bool (R, R) ⊆ Q, what is blended into the source
     classes: list[int]        # class ids the edit targets
     metrics: dict
-    composite: np.ndarray | None = None  # bool (R, R) ⊆ Q, blended into the source; None: all of Q
 
 
 @torch.no_grad()
@@ -382,8 +382,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     image = to_uint8(img[0])
     metrics = dict(iou=region_iou(labels, target, region, classes), leak=leak(image, reconstruction, region),
                    steps=steps, best_step=opt.best_step, start=chosen, seconds=time.perf_counter() - t0)
-    return EditOutcome(new_ws, opt.delta, image, labels, region, classes, metrics,
-                       composite=region & (before != target))
+    return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics)
 
 
 def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,

@@ -229,9 +229,8 @@ class Editor:
         return result
 
     def _finish(self, session: Session, outcome: EditOutcome) -> EditResult:
-        blended = outcome.region if outcome.composite is None else outcome.composite
         image, region, box = blend_back(session.source, session.geometry, outcome.image, session.reconstruction,
-                                        blended)
+                                        outcome.composite)
         result = EditResult(image, box, outcome.image, outcome.labels, region,
                             outcome.delta[0].detach().cpu().numpy().astype(np.float32), outcome.classes,
                             outcome.metrics)

@@ -12,6 +12,7 @@ everything outside Q.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -180,15 +181,17 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     img, after = render(generator, segmenter, ws.detach() + delta)
     region = class_region(labels, after, classes, region_radius(generator.resolution))
     if refine_steps > 0 and region.any():
-        return segmentation_edit(generator, segmenter, perceptual, ws, reconstruction, labels, after, classes=classes,
-                                 init_delta=delta, steps=refine_steps, settings=settings, progress=progress,
-                                 should_cancel=should_cancel)
+        refined = segmentation_edit(generator, segmenter, perceptual, ws, reconstruction, labels, after,
+                                    classes=classes, init_delta=delta, steps=refine_steps, settings=settings,
+                                    progress=progress, should_cancel=should_cancel)
+        # the vector's labels are not a painting: like an unrefined preset, composite all of Q
+        return dataclasses.replace(refined, composite=refined.region)
     if should_cancel is not None and should_cancel():
         raise Cancelled()
     image = to_uint8(img[0])
     metrics = dict(iou=None, leak=leak(image, reconstruction, region), steps=0, best_step=0,
                    seconds=time.perf_counter() - t0)
-    return EditOutcome(ws.detach() + delta, delta, image, after, region, sorted(classes), metrics)
+    return EditOutcome(ws.detach() + delta, delta, image, after, region, region, sorted(classes), metrics)
 
 
 @dataclass

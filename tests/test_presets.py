@@ -102,6 +102,7 @@ def test_apply_without_refinement(models):
     img, after = render(g, seg, ws + delta)
     assert np.array_equal(out.image, to_uint8(img[0])) and np.array_equal(out.labels, after)
     assert np.array_equal(out.region, class_region(labels, after, [3], region_radius(32)))
+    assert np.array_equal(out.composite, out.region)  # no painting: all of Q is blended
     assert out.metrics["iou"] is None and out.metrics["steps"] == 0 and torch.equal(out.delta, delta)
     with pytest.raises(Cancelled):
         apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], should_cancel=lambda: True)
@@ -116,6 +117,7 @@ def test_refinement_preserves_outside(models):
                            progress=lambda s, t, p=None: calls.append(s))
     assert calls == list(range(1, 11)) and refined.metrics["steps"] == 10 and refined.metrics["iou"] is not None
     assert np.array_equal(refined.region, plain.region)  # Q comes from the unrefined vector
+    assert np.array_equal(refined.composite, plain.region)  # refined or not, a preset blends all of Q
 
     def outside_mse(image):
         d = (image.astype(float) - recon.astype(float)) ** 2
