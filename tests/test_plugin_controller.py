@@ -132,6 +132,12 @@ def ops(env):
     return [h["op"] for h, _ in env.server.received if h["op"] != "list_presets"]
 
 
+def last_request(env):
+    """The last request header other than the preset-list refresh, which a save sends after it
+    finished and may still be on its way (reading ``received[-2]`` raced with it)."""
+    return [h for h, _ in env.server.received if h["op"] != "list_presets"][-1]
+
+
 def layer(env, name):
     return next(n for n in env.doc.rootNode().childNodes() if n.name() == name)
 
@@ -320,7 +326,7 @@ def test_save_preset_refreshes_the_list(env):
     lists = []
     env.ctl.presets_changed.connect(lists.append)
     kind, ok, _ = run(env, "save_preset", "wide smile")
-    assert ok and env.server.received[-2][0]["name"] == "wide smile"
+    assert ok and last_request(env)["name"] == "wide smile"
     assert wait_until(lambda: lists)
     assert [p["name"] for p in env.ctl.presets] == ["smile", "wide smile"]
 
@@ -346,11 +352,11 @@ def test_a_preset_from_every_painted_layer_names_their_sessions(env):
     paint_lips_lower(env, seg, Rect(0, 0, 32, 24))
     assert run(env, "apply_edit", 3)[1]
     kind, ok, _ = run(env, "save_preset", "shared", 1.0, True)
-    header = env.server.received[-2][0]
+    header = last_request(env)
     assert ok and header["op"] == "save_preset" and header["session"] == "s1" and header["more_sessions"] == ["s2"]
     assert env.messages[-1][0] == "Saved preset “shared” (fitted to 2 portraits)."
     kind, ok, _ = run(env, "save_preset", "single")                # the default: this layer's edit alone
-    assert ok and "more_sessions" not in env.server.received[-2][0]
+    assert ok and "more_sessions" not in last_request(env)
 
     other = fake_krita.Document(32, 24, name="other")               # a painted portrait in another document
     env.app.setActiveDocument(other)
@@ -361,10 +367,10 @@ def test_a_preset_from_every_painted_layer_names_their_sessions(env):
     assert run(env, "apply_edit", 3)[1]
     env.app.setActiveDocument(env.doc)
     assert run(env, "save_preset", "shared", 1.0, True)[1]
-    assert env.server.received[-2][0]["more_sessions"] == ["s2", "s3"]
+    assert last_request(env)["more_sessions"] == ["s2", "s3"]
     other.close()                                                   # its session is no longer offered
     assert run(env, "save_preset", "shared", 1.0, True)[1]
-    assert env.server.received[-2][0]["more_sessions"] == ["s2"]
+    assert last_request(env)["more_sessions"] == ["s2"]
 
 
 def test_not_connected_is_a_clear_error(env):
