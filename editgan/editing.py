@@ -196,8 +196,13 @@ def _to_grid(mask: np.ndarray, size: int) -> np.ndarray:
     return (F.interpolate(x, size=(size, size), mode="area")[0, 0] > 0).numpy()
 
 
+def _grid_index(in_size: int, size: int) -> np.ndarray:
+    """Nearest source row/column of each of ``size`` rows/columns resampled from ``in_size``."""
+    return np.minimum(((np.arange(size) + 0.5) * in_size / size).astype(np.int64), in_size - 1)
+
+
 def _labels_to_grid(labels: np.ndarray, size: int) -> np.ndarray:
-    idx = np.minimum(((np.arange(size) + 0.5) * labels.shape[0] / size).astype(np.int64), labels.shape[0] - 1)
+    idx = _grid_index(labels.shape[0], size)
     return labels[idx[:, None], idx[None, :]]
 
 
@@ -326,13 +331,21 @@ class EditOutcome:
 
 
 @torch.no_grad()
+def render_probabilities(generator: Generator, segmenter: Segmenter, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """G(ws) ``[1,3,R,R]`` and the ensemble's mean softmax ``[1,C,R,R]`` (nearest-resized from the segmenter grid)."""
+    img, features = generator.synthesis(ws)
+    probs = segmenter.probabilities(segmenter.inputs(img, features))
+    idx = torch.from_numpy(_grid_index(probs.shape[-1], generator.resolution)).to(probs.device)
+    return img, probs[:, :, idx][:, :, :, idx]
+
+
+@torch.no_grad()
 def render(generator: Generator, segmenter: Segmenter | None, ws: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
     """G(ws) ``[1,3,R,R]`` and its labels uint8 (R, R) (nearest-resized from the segmenter grid)."""
-    img, features = generator.synthesis(ws)
     if segmenter is None:
-        return img, None
-    labels = segmenter.predict(segmenter.inputs(img, features))[0].to(torch.uint8).cpu().numpy()
-    return img, _labels_to_grid(labels, generator.resolution)
+        return generator.synthesis(ws)[0], None
+    img, probs = render_probabilities(generator, segmenter, ws)
+    return img, probs[0].argmax(0).to(torch.uint8).cpu().numpy()
 
 
 def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,

@@ -22,6 +22,7 @@ from .embedding import default_embed_settings, embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
 from .ops import flush_subnormals
 from .perceptual import make_perceptual_loss
+from .photo_labels import PhotoSnapSettings
 
 __all__ = ["Editor", "Session", "EditResult", "PresetInfo", "Cancelled", "EditorError"]
 
@@ -72,8 +73,8 @@ class Session:
     source: np.ndarray          # uint8 (H, W, 3)
     ws: torch.Tensor            # (1, num_ws, w_dim)
     reconstruction: np.ndarray  # uint8 (R, R, 3)
-    labels: np.ndarray | None   # uint8 (R, R)
-    source_labels: np.ndarray | None  # uint8 (H, W)
+    labels: np.ndarray | None   # uint8 (R, R), the segmenter's reading of the reconstruction (what edits use)
+    source_labels: np.ndarray | None  # uint8 (H, W), the same snapped to the source's edges (what the user paints on)
     geometry: Geometry
     psnr: float
     last_result: EditResult | None = None
@@ -102,9 +103,13 @@ class Editor:
         device: torch device for all computation.
         perceptual: ``"auto"`` (LPIPS when its weights exist, else the documented fallback),
             ``"lpips"`` or ``"fallback"`` (see :func:`editgan.perceptual.make_perceptual_loss`).
+        photo_snap: how a session's ``source_labels`` (the segmentation the user paints on) are
+            moved onto the photo's edges (:mod:`editgan.photo_labels`); None keeps the segmenter's
+            reading of the reconstruction. Edits always use that reading (``Session.labels``).
     """
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", perceptual: str = "auto"):
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", perceptual: str = "auto",
+                 photo_snap: PhotoSnapSettings | None = PhotoSnapSettings()):
         flush_subnormals()  # edits on CPU would otherwise slow down up to 10× (see the function)
         self.bundle, self.device = bundle, torch.device(device)
         self.generator = bundle.generator.to(self.device).eval().requires_grad_(False)
@@ -115,6 +120,7 @@ class Editor:
                 module.to(self.device).eval().requires_grad_(False)
         self.perceptual, self.perceptual_status = make_perceptual_loss(self.device, perceptual)
         self.embed_settings = default_embed_settings(self.perceptual_status["kind"])
+        self.photo_snap = photo_snap
         self.edit_settings = EditSettings().replace(**bundle.edit_defaults)  # checked when the bundle loaded
         self.class_names = [c.name for c in bundle.classes]
         if self.segmenter is not None and self.segmenter.num_classes != len(self.class_names):
@@ -138,9 +144,9 @@ class Editor:
         steps = _check_steps(steps, "steps", minimum=0)  # 0: the encoder's guess alone
         model_image, geo = fit(image, self.generator.resolution)
         e = embed_image(self.generator, model_image, perceptual=self.perceptual, encoder=self.encoder,
-                        segmenter=self.segmenter, steps=steps, settings=self.embed_settings, progress=progress,
-                        should_cancel=should_cancel)
-        source_labels = None if e.labels is None else to_source(e.labels, geo)
+                        segmenter=self.segmenter, steps=steps, settings=self.embed_settings, snap=self.photo_snap,
+                        progress=progress, should_cancel=should_cancel)
+        source_labels = None if e.photo_labels is None else to_source(e.photo_labels, geo)
         return Session(image.copy(), e.ws.detach(), e.image, e.labels, source_labels, geo, e.psnr)
 
     # ---- editing ------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .editing import Progress, ShouldCancel, optimize_latent, psnr, render
+from .editing import Progress, ShouldCancel, optimize_latent, psnr, render, render_probabilities
 from .generator import Generator
 from .imageio import from_uint8, to_uint8
+from .photo_labels import PhotoSnapSettings, snap_to_photo
 from .segmenter import Segmenter
 
 
@@ -54,6 +55,7 @@ class Embedding:
     ws: torch.Tensor            # [1, num_ws, w_dim]
     image: np.ndarray           # uint8 (R, R, 3), the reconstruction G(ws)
     labels: np.ndarray | None   # uint8 (R, R), segmentation of the reconstruction (None without segmenter)
+    photo_labels: np.ndarray | None  # uint8 (R, R), ``labels`` snapped to the input's edges (= labels unsnapped)
     psnr: float                 # reconstruction vs the input, dB
     best_step: int
     seconds: float
@@ -91,8 +93,8 @@ def initial_latent(generator: Generator, encoder, target: torch.Tensor) -> torch
 
 
 def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, segmenter: Segmenter | None = None,
-          steps: int = 100, settings: EmbedSettings = EmbedSettings(), progress: Progress | None = None,
-          should_cancel: ShouldCancel | None = None) -> Embedding:
+          steps: int = 100, settings: EmbedSettings = EmbedSettings(), snap: PhotoSnapSettings | None = None,
+          progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Embedding:
     """Find W+ reproducing ``image`` (uint8 (R, R, 3) at the model resolution; see geometry.fit).
 
     Args:
@@ -101,6 +103,7 @@ def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, 
         perceptual: ``(x, y) -> (N,)`` distance (LPIPS or its fallback).
         encoder: optional image → W+ network for the starting point.
         segmenter: optional; labels the final reconstruction.
+        snap: how ``photo_labels`` follow the input's edges (:mod:`editgan.photo_labels`); None: not at all.
         steps: optimizer updates (the best of the ``steps + 1`` visited states is kept).
         settings: loss weights and learning rate.
         progress, should_cancel: see :func:`editgan.editing.optimize_latent`.
@@ -114,6 +117,12 @@ def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, 
     objective = EmbedObjective(generator, perceptual, init, target, settings)
     opt = optimize_latent(objective, torch.zeros_like(init), steps, settings.lr, progress, should_cancel)
     ws = init + opt.delta
-    img, labels = render(generator, segmenter, ws)
+    if segmenter is None:
+        img, labels, photo_labels = render(generator, None, ws)[0], None, None
+    else:
+        img, probs = render_probabilities(generator, segmenter, ws)
+        labels = probs[0].argmax(0).to(torch.uint8).cpu().numpy()
+        photo_labels = labels if snap is None else \
+            snap_to_photo(probs, (target + 1) / 2, snap)[0].argmax(0).to(torch.uint8).cpu().numpy()
     recon = to_uint8(img[0])
-    return Embedding(ws, recon, labels, psnr(recon, image), opt.best_step, time.perf_counter() - t0)
+    return Embedding(ws, recon, labels, photo_labels, psnr(recon, image), opt.best_step, time.perf_counter() - t0)

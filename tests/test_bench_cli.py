@@ -21,7 +21,9 @@ def test_bench_cli_writes_json_markdown_and_pictures(tmp_path):
                  "--out-json", str(out_json), "--out-md", str(out_md), "--images-dir", str(tmp_path / "img")]) == 0
     results = json.loads(out_json.read_text())
     assert set(results) >= {"header", "model_quality", "tasks", "timings"}
-    assert results["model_quality"]["n"] == 2 and len(results["model_quality"]["per_class_iou"]) == 13
+    quality = results["model_quality"]
+    assert quality["n"] == 2 and len(quality["per_class_iou"]) == len(quality["reconstruction"]["per_class_iou"]) == 13
+    assert "reconstruction's reading" in out_md.read_text()
     assert set(results["tasks"]["summary"]) == set(PRESET_SEEDS)  # every edit task ran
     assert "preset+10" in results["tasks"]["summary"]["smile"]
     md = out_md.read_text()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from editgan import toyfaces
+from editgan.bench.model_quality import ClassIoU
 from editgan.bundle import Bundle
 from editgan.editor import Editor
 from editgan.geometry import dilate
@@ -41,6 +42,19 @@ def test_embed_and_segment_a_held_out_render(editor):
     inter = [np.count_nonzero((session.source_labels == c) & (labels == c)) for c in range(3)]
     union = [np.count_nonzero((session.source_labels == c) | (labels == c)) for c in range(3)]
     assert np.mean(np.divide(inter, union)) > 0.5  # background, hair, skin
+
+
+def test_labels_snapped_to_the_photo_beat_the_reconstructions_labels(editor):
+    """The segmentation the user paints on follows the photo's edges (editgan.photo_labels): on
+    held-out renders it matches their true labels better than the reading of the reconstruction."""
+    raw, snapped = ClassIoU(13), ClassIoU(13)
+    for i in range(4):
+        rgb, labels = toyfaces.render(toyfaces.params_for_seed(HELD_OUT_SEED_BASE + 900 + i), size=64)
+        session = editor.embed(rgb, steps=30)
+        raw.add(session.labels, labels)
+        snapped.add(session.source_labels, labels)
+    names = list(toyfaces.CLASSES)
+    assert snapped.result(names)["miou"] > raw.result(names)["miou"] + 0.01
 
 
 def test_smile_edit_changes_only_its_region(editor):

@@ -4,11 +4,12 @@ import torch
 from PIL import Image
 
 from editgan.bundle import Bundle, ClassInfo
-from editgan.editing import edit_region, region_radius
+from editgan.editing import edit_region, region_radius, render_probabilities
 from editgan.editor import Cancelled, Editor, EditorError, EditResult, PresetInfo, Session
 from editgan.generator import Generator
-from editgan.geometry import feather, to_source
+from editgan.geometry import feather, fit, to_source
 from editgan.imageio import to_uint8
+from editgan.photo_labels import PhotoSnapSettings, snap_to_photo
 from tests.conftest import tiny_config
 from tests.test_editing import NUM_CLASSES, tiny_models
 
@@ -105,6 +106,26 @@ def test_edit_cancel_leaves_session_untouched(editor, session):
     with pytest.raises(Cancelled):
         editor.edit(session, _painted(session), steps=5, should_cancel=lambda: True)
     assert torch.equal(session.ws, ws) and session.last_result is None
+
+
+def test_source_labels_follow_the_photo_and_edits_read_the_model_labels(bundle_path, source):
+    bundle = Bundle.load(bundle_path)
+    snapped = Editor(bundle, perceptual="fallback").embed(source, steps=3)
+    plain = Editor(bundle, perceptual="fallback", photo_snap=None).embed(source, steps=3)
+    assert torch.equal(snapped.ws, plain.ws) and np.array_equal(snapped.labels, plain.labels)
+    assert np.array_equal(plain.source_labels, to_source(plain.labels, plain.geometry))
+    # the snapped labels: the segmenter's probabilities on the reconstruction, snapped to the fitted photo
+    g, seg = bundle.generator, bundle.segmenter
+    _, probs = render_probabilities(g, seg, snapped.ws)
+    model_photo = torch.from_numpy(fit(source, g.resolution)[0]).permute(2, 0, 1)[None].float() / 255
+    expected = snap_to_photo(probs, model_photo, PhotoSnapSettings())[0].argmax(0).numpy().astype(np.uint8)
+    assert np.array_equal(snapped.source_labels, to_source(expected, snapped.geometry))
+    assert not np.array_equal(snapped.source_labels, plain.source_labels)
+    # an edit's target is the model's reading with only the painted block changed (rows 14:26, cols
+    # 12:28 of the 48×40 source: model rows 9–17, columns 10–21)
+    target = Editor(bundle, perceptual="fallback").model_target(snapped, _painted(snapped))
+    rows, cols = np.nonzero(target != snapped.labels)
+    assert rows.size and rows.min() >= 9 and rows.max() <= 17 and cols.min() >= 10 and cols.max() <= 21
 
 
 def test_edit_and_presets(editor, session, source, bundle_path):

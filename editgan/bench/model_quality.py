@@ -1,7 +1,10 @@
 """Demo-model quality on held-out renders: inversion PSNR and per-class segmentation IoU.
 
 Seeds start at ``HELD_OUT_SEED_BASE + 500_000`` (never used by training or the edit tasks).
-IoU is accumulated over all images (intersection and union summed), the usual mIoU.
+IoU is accumulated over all images (intersection and union summed), the usual mIoU. The headline
+figures score the labels a user paints on (``Session.source_labels``: the segmenter's reading
+snapped to the photo's edges, see :mod:`editgan.photo_labels`); ``reconstruction`` scores the
+segmenter's reading of the reconstruction alone (``Session.labels``), which edits optimize against.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import numpy as np
 
 from .. import toyfaces
 from ..editor import Editor
+from ..geometry import to_source
 from ..train.stages import HELD_OUT_SEED_BASE
 
 SEED_BASE = HELD_OUT_SEED_BASE + 500_000
@@ -38,7 +42,7 @@ def run_model_quality(editor: Editor, *, n: int = 200, embed_steps: int = 100, p
     info = editor.info()
     classes = [c["name"] for c in info["classes"]]
     k = len(classes)
-    iou = ClassIoU(k)
+    iou, iou_reconstruction = ClassIoU(k), ClassIoU(k)
     psnr_opt, psnr_enc = [], []
     r = editor.generator.resolution
     for i in range(n):
@@ -49,9 +53,10 @@ def run_model_quality(editor: Editor, *, n: int = 200, embed_steps: int = 100, p
         psnr_opt.append(session.psnr)
         if session.source_labels is not None:
             iou.add(session.source_labels, labels)
+            iou_reconstruction.add(to_source(session.labels, session.geometry), labels)
         if progress is not None:
             progress(i + 1, n)
     return {"n": n, "embed_steps": embed_steps, "seed_base": SEED_BASE,
             "psnr_mean": float(np.mean(psnr_opt)), "psnr_median": float(np.median(psnr_opt)),
             "psnr_encoder_only_mean": float(np.mean(psnr_enc)) if psnr_enc else None,
-            **iou.result(classes)}
+            **iou.result(classes), "reconstruction": iou_reconstruction.result(classes)}
