@@ -58,12 +58,17 @@ def _offsets(window: int) -> list[tuple[int, int]]:
     return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
 
 
+def _shifted(x: torch.Tensor, window: int):
+    """Yield ``x`` ``[N, C, H, W]`` shifted to each window offset: every pixel's neighbour there, 0 off the image."""
+    h, w, r = x.shape[2], x.shape[3], window // 2
+    padded = F.pad(x, [r, r, r, r])
+    for dy, dx in _offsets(window):
+        yield padded[:, :, r + dy:r + dy + h, r + dx:r + dx + w]
+
+
 def _neighbours(x: torch.Tensor, window: int) -> torch.Tensor:
     """``[N, C, H, W]`` → ``[N, C, window² - 1, H, W]``: each pixel's neighbours, zeros off the image."""
-    n, c, h, w = x.shape
-    r = window // 2
-    padded = F.pad(x, [r, r, r, r])
-    return torch.stack([padded[:, :, r + dy:r + dy + h, r + dx:r + dx + w] for dy, dx in _offsets(window)], 2)
+    return torch.stack(list(_shifted(x, window)), 2)
 
 
 def bilateral_kernel(image: torch.Tensor, settings: PhotoSnapSettings) -> torch.Tensor:
@@ -82,10 +87,13 @@ def snap_to_photo(probs: torch.Tensor, image: torch.Tensor, settings: PhotoSnapS
     [0, 1], the same grid); returns new probabilities (each pixel sums to 1)."""
     _check(probs, image)
     unary = probs.clamp_min(1e-6).log()
-    kernel = bilateral_kernel(image.to(probs.dtype), settings)[:, None]  # [N, 1, K, H, W]
+    kernel = bilateral_kernel(image.to(probs.dtype), settings)  # [N, K, H, W]
     q = probs
     for _ in range(settings.iterations):
-        q = torch.softmax(unary + settings.weight * (_neighbours(q, settings.window) * kernel).sum(2), 1)
+        message = torch.zeros_like(q)  # summed offset by offset: memory stays O(C·H·W) at 512² too
+        for j, neighbour in enumerate(_shifted(q, settings.window)):
+            message += kernel[:, j:j + 1] * neighbour
+        q = torch.softmax(unary + settings.weight * message, 1)
     return q
 
 
