@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .editing import Progress, ShouldCancel, optimize_latent, psnr, render, render_probabilities
+from .editing import Progress, ShouldCancel, optimize_latent, psnr, render_probabilities
 from .generator import Generator
 from .imageio import from_uint8, to_uint8
 from .photo_labels import PhotoSnapSettings, snap_to_photo
@@ -118,7 +118,7 @@ def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, 
     opt = optimize_latent(objective, torch.zeros_like(init), steps, settings.lr, progress, should_cancel)
     ws = init + opt.delta
     if segmenter is None:
-        img, labels, photo_labels = render(generator, None, ws)[0], None, None
+        img, labels, photo_labels = generator.synthesis(ws)[0], None, None
     else:
         img, probs = render_probabilities(generator, segmenter, ws)
         labels = probs[0].argmax(0).to(torch.uint8).cpu().numpy()

@@ -66,16 +66,11 @@ def _shifted(x: torch.Tensor, window: int):
         yield padded[:, :, r + dy:r + dy + h, r + dx:r + dx + w]
 
 
-def _neighbours(x: torch.Tensor, window: int) -> torch.Tensor:
-    """``[N, C, H, W]`` → ``[N, C, window² - 1, H, W]``: each pixel's neighbours, zeros off the image."""
-    return torch.stack(list(_shifted(x, window)), 2)
-
-
 def bilateral_kernel(image: torch.Tensor, settings: PhotoSnapSettings) -> torch.Tensor:
     """``k(x, y)`` for each pixel and its window neighbours, ``[N, window² - 1, H, W]``; 0 off the image."""
-    n, _, h, w = image.shape
-    inside = _neighbours(torch.ones(n, 1, h, w, dtype=image.dtype, device=image.device), settings.window)[:, 0]
-    colour = ((_neighbours(image, settings.window) - image[:, :, None]) ** 2).sum(1)
+    ones = torch.ones_like(image[:, :1])
+    inside = torch.cat(list(_shifted(ones, settings.window)), 1)
+    colour = torch.stack([((neighbour - image) ** 2).sum(1) for neighbour in _shifted(image, settings.window)], 1)
     d2 = torch.tensor([dy * dy + dx * dx for dy, dx in _offsets(settings.window)], dtype=image.dtype,
                       device=image.device)[None, :, None, None]
     return inside * torch.exp(-d2 / (2 * settings.spatial_sigma ** 2) - colour / (2 * settings.colour_sigma ** 2))

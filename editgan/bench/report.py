@@ -63,14 +63,14 @@ def model_quality_table(q: dict) -> list[str]:
             ["inversion PSNR, encoder only (mean)", _fmt(q["psnr_encoder_only_mean"]) + " dB"],
             [f"segmentation mIoU ({len(q['per_class_iou'])} classes)", _fmt(q["miou"], 3)]]
     rows += [[f"IoU {name}", _fmt(v, 3)] for name, v in q["per_class_iou"].items()]
-    head = [f"{q['n']} held-out renders (seeds from {q['seed_base']}). Segmentation: the labels the user paints on, "
-            "snapped to the photo's edges (`editgan.photo_labels`)"]
-    recon = q.get("reconstruction")
+    head = (f"{q['n']} held-out renders (seeds from {q['seed_base']}). Segmentation: the labels the user paints on, "
+            "snapped to the photo's edges (`editgan.photo_labels`)")
+    recon = q.get("reconstruction")  # absent from results written before it was measured
     if recon is None:
-        return [head[0] + ".", ""] + _table(["measure", "value"], rows)
+        return [head + ".", ""] + _table(["measure", "value"], rows)
     rows = [r + [""] for r in rows[:2]] + [r + [_fmt(v, 3)] for r, v in zip(
         rows[2:], [recon["miou"], *recon["per_class_iou"].values()])]
-    return [head[0] + "; the last column: the segmenter's reading of the reconstruction alone (what edits use).",
+    return [head + "; the last column: the segmenter's reading of the reconstruction alone (what edits use).",
             ""] + _table(["measure", "value", "reconstruction's reading"], rows)
 
 
