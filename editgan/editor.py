@@ -22,7 +22,7 @@ from .embedding import default_embed_settings, embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
 from .ops import flush_subnormals
 from .perceptual import make_perceptual_loss
-from .photo_labels import PhotoSnapSettings
+from .photo_labels import PhotoSnapSettings, snap_to_source
 
 __all__ = ["Editor", "Session", "EditResult", "PresetInfo", "Cancelled", "EditorError"]
 
@@ -144,9 +144,14 @@ class Editor:
         steps = _check_steps(steps, "steps", minimum=0)  # 0: the encoder's guess alone
         model_image, geo = fit(image, self.generator.resolution)
         e = embed_image(self.generator, model_image, perceptual=self.perceptual, encoder=self.encoder,
-                        segmenter=self.segmenter, steps=steps, settings=self.embed_settings, snap=self.photo_snap,
+                        segmenter=self.segmenter, steps=steps, settings=self.embed_settings,
                         progress=progress, should_cancel=should_cancel)
-        source_labels = None if e.photo_labels is None else to_source(e.photo_labels, geo)
+        if e.labels is None:
+            source_labels = None
+        elif self.photo_snap is None:
+            source_labels = to_source(e.labels, geo)
+        else:
+            source_labels = snap_to_source(e.probabilities, image, self.photo_snap)
         return Session(image.copy(), e.ws.detach(), e.image, e.labels, source_labels, geo, e.psnr)
 
     # ---- editing ------------------------------------------------------------------------------

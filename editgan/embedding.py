@@ -17,7 +17,6 @@ import torch
 from .editing import Progress, ShouldCancel, optimize_latent, psnr, render_probabilities
 from .generator import Generator
 from .imageio import from_uint8, to_uint8
-from .photo_labels import PhotoSnapSettings, snap_to_photo
 from .segmenter import Segmenter
 
 
@@ -55,7 +54,7 @@ class Embedding:
     ws: torch.Tensor            # [1, num_ws, w_dim]
     image: np.ndarray           # uint8 (R, R, 3), the reconstruction G(ws)
     labels: np.ndarray | None   # uint8 (R, R), segmentation of the reconstruction (None without segmenter)
-    photo_labels: np.ndarray | None  # uint8 (R, R), ``labels`` snapped to the input's edges (= labels unsnapped)
+    probabilities: torch.Tensor | None  # [1, C, R, R], the ensemble's mean softmax behind ``labels``
     psnr: float                 # reconstruction vs the input, dB
     best_step: int
     seconds: float
@@ -93,7 +92,7 @@ def initial_latent(generator: Generator, encoder, target: torch.Tensor) -> torch
 
 
 def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, segmenter: Segmenter | None = None,
-          steps: int = 100, settings: EmbedSettings = EmbedSettings(), snap: PhotoSnapSettings | None = None,
+          steps: int = 100, settings: EmbedSettings = EmbedSettings(),
           progress: Progress | None = None, should_cancel: ShouldCancel | None = None) -> Embedding:
     """Find W+ reproducing ``image`` (uint8 (R, R, 3) at the model resolution; see geometry.fit).
 
@@ -103,7 +102,6 @@ def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, 
         perceptual: ``(x, y) -> (N,)`` distance (LPIPS or its fallback).
         encoder: optional image → W+ network for the starting point.
         segmenter: optional; labels the final reconstruction.
-        snap: how ``photo_labels`` follow the input's edges (:mod:`editgan.photo_labels`); None: not at all.
         steps: optimizer updates (the best of the ``steps + 1`` visited states is kept).
         settings: loss weights and learning rate.
         progress, should_cancel: see :func:`editgan.editing.optimize_latent`.
@@ -118,11 +116,9 @@ def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, 
     opt = optimize_latent(objective, torch.zeros_like(init), steps, settings.lr, progress, should_cancel)
     ws = init + opt.delta
     if segmenter is None:
-        img, labels, photo_labels = generator.synthesis(ws)[0], None, None
+        img, labels, probs = generator.synthesis(ws)[0], None, None
     else:
         img, probs = render_probabilities(generator, segmenter, ws)
         labels = probs[0].argmax(0).to(torch.uint8).cpu().numpy()
-        photo_labels = labels if snap is None else \
-            snap_to_photo(probs, (target + 1) / 2, snap)[0].argmax(0).to(torch.uint8).cpu().numpy()
     recon = to_uint8(img[0])
-    return Embedding(ws, recon, labels, photo_labels, psnr(recon, image), opt.best_step, time.perf_counter() - t0)
+    return Embedding(ws, recon, labels, probs, psnr(recon, image), opt.best_step, time.perf_counter() - t0)

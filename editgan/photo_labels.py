@@ -8,6 +8,12 @@ colour edge of the photo while keeping the segmenter's probabilities as the unar
 kernel is cut to a small window, which at 64² covers every neighbour that matters and costs a few
 milliseconds.
 
+A photo larger than the model gets its labels at its own resolution (:func:`snap_to_source`):
+coarse to fine, doubling the grid each time, the probabilities upsampled bilinearly as the unary
+term and the coarser result as the starting point, each level guided by the photo resized to it.
+The window and σ_s stay in pixels of each level, so every level only moves a boundary by a few of
+its own pixels and the total cost is about 4/3 of the finest level's.
+
 Mean-field update, per pixel ``x`` and class ``c`` (``k`` the bilateral kernel, self excluded)::
 
     Q_c(x) ∝ exp(log p_c(x) + weight · Σ_y k(x, y) Q_c(y))
@@ -18,10 +24,15 @@ Mean-field update, per pixel ``x`` and class ``c`` (``k`` the bilateral kernel, 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .geometry import fit, to_source
+from .imageio import from_uint8
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,11 @@ class PhotoSnapSettings:
         colour_sigma: σ_r of the kernel's colour term, RGB in [0, 1].
         weight: strength of the pairwise term against the segmenter's log-probabilities.
         iterations: mean-field updates; 0 returns the probabilities unchanged.
+        refine_iterations: mean-field updates on each grid finer than the model's (they start
+            from the coarser result: on 8 held-out 256² renders 0 / 1 / 2 / 3 updates give mIoU
+            0.709 / 0.789 / 0.804 / 0.809, the 64² snap nearest-upsampled 0.688).
+        max_side: the finest grid :func:`snap_to_source` snaps on (a larger photo's labels are
+            nearest-upsampled from it): bounds the time and memory, which grow with its square.
     """
 
     window: int = 5
@@ -39,11 +55,14 @@ class PhotoSnapSettings:
     colour_sigma: float = 0.05
     weight: float = 2.0
     iterations: int = 3
+    refine_iterations: int = 2
+    max_side: int = 512
 
     def __post_init__(self):
         if self.window < 1 or self.window % 2 == 0:
             raise ValueError(f"window must be a positive odd number, got {self.window}")
-        if not (self.spatial_sigma > 0 and self.colour_sigma > 0 and self.weight >= 0 and self.iterations >= 0):
+        if not (self.spatial_sigma > 0 and self.colour_sigma > 0 and self.weight >= 0 and self.iterations >= 0
+                and self.refine_iterations >= 0 and self.max_side >= 1):
             raise ValueError(f"invalid photo-snap settings: {self}")
 
 
@@ -77,19 +96,49 @@ def bilateral_kernel(image: torch.Tensor, settings: PhotoSnapSettings) -> torch.
 
 
 @torch.no_grad()
-def snap_to_photo(probs: torch.Tensor, image: torch.Tensor, settings: PhotoSnapSettings = PhotoSnapSettings()) -> torch.Tensor:
+def snap_to_photo(probs: torch.Tensor, image: torch.Tensor, settings: PhotoSnapSettings = PhotoSnapSettings(),
+                  init: torch.Tensor | None = None) -> torch.Tensor:
     """Class probabilities ``[N, C, H, W]`` moved onto the edges of ``image`` ``[N, 3, H, W]`` (RGB in
-    [0, 1], the same grid); returns new probabilities (each pixel sums to 1)."""
+    [0, 1], the same grid); returns new probabilities (each pixel sums to 1).
+
+    ``init``: the mean field's starting point (default ``probs``), e.g. a coarser level's result.
+    """
     _check(probs, image)
     unary = probs.clamp_min(1e-6).log()
     kernel = bilateral_kernel(image.to(probs.dtype), settings)  # [N, K, H, W]
-    q = probs
+    q = probs if init is None else init
     for _ in range(settings.iterations):
         message = torch.zeros_like(q)  # summed offset by offset: memory stays O(C·H·W) at 512² too
         for j, neighbour in enumerate(_shifted(q, settings.window)):
             message += kernel[:, j:j + 1] * neighbour
         q = torch.softmax(unary + settings.weight * message, 1)
     return q
+
+
+def _levels(model_size: int, photo_side: int, max_side: int) -> list[int]:
+    """Grid sides from the model's, doubling, up to the photo's (at most ``max_side``)."""
+    sizes = [model_size]
+    top = min(photo_side, max_side)
+    while sizes[-1] < top:
+        sizes.append(min(2 * sizes[-1], top))
+    return sizes
+
+
+@torch.no_grad()
+def snap_to_source(probs: torch.Tensor, photo: np.ndarray, settings: PhotoSnapSettings = PhotoSnapSettings()) -> np.ndarray:
+    """Labels uint8 (H, W) of ``photo`` uint8 (H, W, 3) from the segmenter's probabilities ``[1, C, R, R]``
+    on the model grid (the photo's padded square, :func:`editgan.geometry.fit`), snapped to the
+    photo's edges coarse to fine up to ``min(max(H, W), settings.max_side)``."""
+    assert probs.dim() == 4 and probs.shape[0] == 1 and probs.shape[2] == probs.shape[3], \
+        f"expected probs [1, C, R, R], got {tuple(probs.shape)}"
+    q = geo = None
+    finer = dataclasses.replace(settings, iterations=settings.refine_iterations)
+    for size in _levels(probs.shape[-1], max(photo.shape[:2]), settings.max_side):
+        guide, geo = fit(photo, size)
+        unary = F.interpolate(probs, size=(size, size), mode="bilinear", align_corners=False)
+        init = None if q is None else F.interpolate(q, size=(size, size), mode="bilinear", align_corners=False)
+        q = snap_to_photo(unary, (from_uint8(guide, probs.device) + 1) / 2, settings if q is None else finer, init)
+    return to_source(q[0].argmax(0).to(torch.uint8).cpu().numpy(), geo)
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ from editgan.editor import Cancelled, Editor, EditorError, EditResult, PresetInf
 from editgan.generator import Generator
 from editgan.geometry import feather, fit, to_source
 from editgan.imageio import to_uint8
-from editgan.photo_labels import PhotoSnapSettings, snap_to_photo
+from editgan.photo_labels import PhotoSnapSettings, snap_to_photo, snap_to_source
 from tests.conftest import tiny_config
 from tests.test_editing import NUM_CLASSES, tiny_models
 
@@ -114,13 +114,17 @@ def test_source_labels_follow_the_photo_and_edits_read_the_model_labels(bundle_p
     plain = Editor(bundle, perceptual="fallback", photo_snap=None).embed(source, steps=3)
     assert torch.equal(snapped.ws, plain.ws) and np.array_equal(snapped.labels, plain.labels)
     assert np.array_equal(plain.source_labels, to_source(plain.labels, plain.geometry))
-    # the snapped labels: the segmenter's probabilities on the reconstruction, snapped to the fitted photo
+    # the snapped labels: the segmenter's probabilities on the reconstruction, snapped to the photo
+    # on its own 48² grid; capped at the model's 32², snapped to the fitted photo and upsampled
     g, seg = bundle.generator, bundle.segmenter
     _, probs = render_probabilities(g, seg, snapped.ws)
+    assert np.array_equal(snapped.source_labels, snap_to_source(probs, source, PhotoSnapSettings()))
+    assert not np.array_equal(snapped.source_labels, plain.source_labels)
+    capped = Editor(bundle, perceptual="fallback", photo_snap=PhotoSnapSettings(max_side=32)).embed(source, steps=3)
     model_photo = torch.from_numpy(fit(source, g.resolution)[0]).permute(2, 0, 1)[None].float() / 255
     expected = snap_to_photo(probs, model_photo, PhotoSnapSettings())[0].argmax(0).numpy().astype(np.uint8)
-    assert np.array_equal(snapped.source_labels, to_source(expected, snapped.geometry))
-    assert not np.array_equal(snapped.source_labels, plain.source_labels)
+    assert np.array_equal(capped.source_labels, to_source(expected, capped.geometry))
+    assert not np.array_equal(capped.source_labels, snapped.source_labels)
     # an edit's target is the model's reading with only the painted block changed (rows 14:26, cols
     # 12:28 of the 48×40 source: model rows 9–17, columns 10–21)
     target = Editor(bundle, perceptual="fallback").model_target(snapped, _painted(snapped))

@@ -1,7 +1,12 @@
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from editgan.photo_labels import PhotoSnapSettings, bilateral_kernel, snap_to_photo, snap_to_photo_reference
+from editgan.geometry import fit, to_source
+from editgan.imageio import from_uint8
+from editgan.photo_labels import (PhotoSnapSettings, _levels, bilateral_kernel, snap_to_photo,
+                                  snap_to_photo_reference, snap_to_source)
 
 
 def _random_case(seed: int, n=2, c=4, h=7, w=6):
@@ -50,7 +55,43 @@ def test_boundary_moves_onto_the_photo_edge():
 
 
 @pytest.mark.parametrize("bad", [dict(window=4), dict(window=0), dict(colour_sigma=0), dict(weight=-1),
-                                 dict(iterations=-1)])
+                                 dict(iterations=-1), dict(max_side=0)])
 def test_invalid_settings_are_refused(bad):
     with pytest.raises(ValueError):
         PhotoSnapSettings(**bad)
+
+
+@pytest.mark.parametrize("model, side, max_side, expected", [
+    (64, 256, 1024, [64, 128, 256]), (64, 300, 1024, [64, 128, 256, 300]), (64, 2000, 512, [64, 128, 256, 512]),
+    (64, 64, 1024, [64]), (64, 40, 1024, [64]), (64, 2000, 32, [64])])
+def test_levels_double_up_to_the_photo_or_the_cap(model, side, max_side, expected):
+    assert _levels(model, side, max_side) == expected
+
+
+def test_source_snap_at_the_model_size_is_the_plain_snap():
+    """A photo no larger than the model: one level, the same result as before source snapping."""
+    g = torch.Generator().manual_seed(3)
+    photo = (torch.rand(16, 16, 3, generator=g) * 255).to(torch.uint8).numpy()
+    probs = torch.softmax(2 * torch.randn(1, 4, 16, 16, generator=g), 1)
+    model_image, geo = fit(photo, 16)
+    plain = snap_to_photo(probs, (from_uint8(model_image) + 1) / 2)[0].argmax(0).to(torch.uint8).numpy()
+    assert np.array_equal(snap_to_source(probs, photo), to_source(plain, geo))
+
+
+def test_source_snap_follows_edges_finer_than_the_model_grid():
+    """A 96×128 photo (padded to a 128² square) whose edge lies between two model pixels of a 32²
+    grid: nearest-upsampled model labels miss it by up to a block, the source snap lands on it."""
+    h, w, edge = 128, 96, 37
+    truth = np.zeros((h, w), np.uint8)
+    truth[:, edge:] = 1
+    photo = np.where(truth[..., None] == 1, [40, 60, 200], [200, 60, 40]).astype(np.uint8)
+    square = np.pad(truth, [(0, 0), (16, 16)], mode="edge")  # the padded square fit() uses
+    one_hot = torch.from_numpy(np.stack([square == 0, square == 1])).float()[None]
+    probs = F.avg_pool2d(one_hot, 4) * 0.8 + 0.1  # a 32² reading, uncertain along the edge
+    coarse = to_source(probs[0].argmax(0).to(torch.uint8).numpy(), fit(photo, 32)[1])
+    snapped = snap_to_source(probs, photo)
+    assert snapped.shape == (h, w)
+    assert (coarse != truth).sum() >= h  # at least a column wrong
+    assert (snapped != truth).mean() < 0.002
+    capped = snap_to_source(probs, photo, PhotoSnapSettings(max_side=32))
+    assert np.array_equal(capped, coarse)  # the cap at the model grid: the old blocks
