@@ -104,8 +104,9 @@ class Editor:
         perceptual: ``"auto"`` (LPIPS when its weights exist, else the documented fallback),
             ``"lpips"`` or ``"fallback"`` (see :func:`editgan.perceptual.make_perceptual_loss`).
         photo_snap: how a session's ``source_labels`` (the segmentation the user paints on) are
-            moved onto the photo's edges (:mod:`editgan.photo_labels`); None keeps the segmenter's
-            reading of the reconstruction. Edits always use that reading (``Session.labels``).
+            moved onto the photo's edges, on the photo's own grid up to ``max_side``
+            (:mod:`editgan.photo_labels`); None keeps the segmenter's reading of the reconstruction,
+            nearest-upsampled. Edits always use that reading (``Session.labels``).
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", perceptual: str = "auto",
