@@ -60,10 +60,9 @@ class EditSettings:
     warmup: float = WARMUP_FRACTION  # 0 = the paper's constant lr
     # Weight of the appearance loss on the pixels of Q whose label stays and that lie farther than
     # region_radius from a changed one (e.g. the skin around a smile). 0 = the paper, where all of
-    # Q is free. How much a model gains from it depends on how local its latent edits are, so a
-    # bundle sets it (``edit_defaults`` in model.json): on the demo model (5 tasks x 5 faces, gain /
-    # target IoU) 0: -0.64 dB / 0.435, 0.25: +0.08 / 0.428, 0.5: +0.19 / 0.419, 1: +0.22 / 0.402;
-    # on a random tiny model any keep_q > 0 stops every edit.
+    # Q is free. It pays only where the result is composited over all of Q: the 160k demo model,
+    # composited so, gained -0.64 -> +0.19 dB at 0.5; composited over the painted change (as now),
+    # the 219k one loses 0.6 dB at 0.5 (docs/demo-model.md). A bundle may set it (``edit_defaults``).
     keep_q: float = 0.0
 
     def replace(self, **overrides) -> "EditSettings":

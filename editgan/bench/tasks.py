@@ -5,8 +5,8 @@ the "user" paint the true change (the current segmentation with the target's gro
 pasted where they differ), then run every mode:
 
 * ``noop`` — return the source (the baseline every gain is measured against);
-* ``edit`` — the product's segmentation edit: the paper's loss weights, our lr warm-up, appearance
-  kept on Q's pixels away from the change (``EditSettings.keep_q``), ``edit_steps`` steps, started
+* ``edit`` — the product's segmentation edit: the bundle's edit settings (the paper's loss weights
+  and our lr warm-up unless its ``edit_defaults`` say otherwise), ``edit_steps`` steps, started
   from the stored preset (or none) the edit's loss prefers (``Editor.edit(from_presets=True)``);
 * ``edit-cold`` — the same started from the embedding itself (the only ``edit`` before presets
   were tried as starts);

@@ -41,9 +41,6 @@ STRENGTH_CANDIDATES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 # the leak rises 0.58 -> 0.66 and the unchanged pixels' PSNR falls 30.1 -> 27.8 dB).
 STRENGTH_TOLERANCE_DB = 0.2
 HELD_OUT_SEED_BASE = 1_000_000
-# Measured on the 160k-image demo model (docs/demo-model.md, "appearance inside Q"): keeping Q's
-# unchanged pixels at half weight turned the mean edit gain from -0.64 to +0.19 dB.
-TOY_EDIT_DEFAULTS = {"keep_q": 0.5}
 
 
 def export_bundle(run_dir: str | Path, out: str | Path, name: str = "toyfaces-64") -> Bundle:
@@ -58,8 +55,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, name: str = "toyfaces-64
     enc.w_avg.copy_(g.w_avg)
     bundle = Bundle(name=name, generator=g.eval(), classes=toy_classes(), domain="toy-portraits", licence="MIT",
                     provenance={"trained_by": "editgan train gan", "images_seen": int(state["images_seen"]),
-                                "train_config": cfg}, components={"encoder": enc.eval()},
-                    edit_defaults=dict(TOY_EDIT_DEFAULTS))
+                                "train_config": cfg}, components={"encoder": enc.eval()})
     bundle.save(out)
     log.info("exported %s (%d training images) -> %s", name, int(state["images_seen"]), out)
     return bundle
