@@ -62,7 +62,7 @@ class EditSettings:
     # region_radius from a changed one (e.g. the skin around a smile). 0 = the paper, where all of
     # Q is free. It pays only where the result is composited over all of Q: the 160k demo model,
     # composited so, gained -0.64 -> +0.19 dB at 0.5; composited over the painted change (as now),
-    # the 219k one loses 0.6 dB at 0.5 (docs/demo-model.md). A bundle may set it (``edit_defaults``).
+    # the 219k one loses 0.4-0.6 dB at 0.5 (docs/demo-model.md). A bundle may set it (``edit_defaults``).
     keep_q: float = 0.0
 
     def replace(self, **overrides) -> "EditSettings":
