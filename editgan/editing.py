@@ -330,21 +330,28 @@ class EditOutcome:
 
 
 @torch.no_grad()
-def render_probabilities(generator: Generator, segmenter: Segmenter, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """G(ws) ``[1,3,R,R]`` and the ensemble's mean softmax ``[1,C,R,R]`` (nearest-resized from the segmenter grid)."""
+def render_probabilities(generator: Generator, segmenter: Segmenter | None,
+                         ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """G(ws) ``[1,3,R,R]`` and the ensemble's mean softmax ``[1,C,R,R]`` (nearest-resized from the
+    segmenter grid; None without a segmenter)."""
     img, features = generator.synthesis(ws)
+    if segmenter is None:
+        return img, None
     probs = segmenter.probabilities(segmenter.inputs(img, features))
     idx = torch.from_numpy(_grid_index(probs.shape[-1], generator.resolution)).to(probs.device)
     return img, probs[:, :, idx][:, :, :, idx]
 
 
+def labels_of(probs: torch.Tensor | None) -> np.ndarray | None:
+    """uint8 (R, R) labels of the first image of ``probs`` ``[N,C,R,R]`` (None stays None)."""
+    return None if probs is None else probs[0].argmax(0).to(torch.uint8).cpu().numpy()
+
+
 @torch.no_grad()
 def render(generator: Generator, segmenter: Segmenter | None, ws: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
     """G(ws) ``[1,3,R,R]`` and its labels uint8 (R, R) (nearest-resized from the segmenter grid)."""
-    if segmenter is None:
-        return generator.synthesis(ws)[0], None
     img, probs = render_probabilities(generator, segmenter, ws)
-    return img, probs[0].argmax(0).to(torch.uint8).cpu().numpy()
+    return img, labels_of(probs)
 
 
 def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,

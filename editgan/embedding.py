@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .editing import Progress, ShouldCancel, optimize_latent, psnr, render_probabilities
+from .editing import Progress, ShouldCancel, labels_of, optimize_latent, psnr, render_probabilities
 from .generator import Generator
 from .imageio import from_uint8, to_uint8
 from .segmenter import Segmenter
@@ -115,10 +115,7 @@ def embed(generator: Generator, image: np.ndarray, *, perceptual, encoder=None, 
     objective = EmbedObjective(generator, perceptual, init, target, settings)
     opt = optimize_latent(objective, torch.zeros_like(init), steps, settings.lr, progress, should_cancel)
     ws = init + opt.delta
-    if segmenter is None:
-        img, labels, probs = generator.synthesis(ws)[0], None, None
-    else:
-        img, probs = render_probabilities(generator, segmenter, ws)
-        labels = probs[0].argmax(0).to(torch.uint8).cpu().numpy()
+    img, probs = render_probabilities(generator, segmenter, ws)
+    labels = labels_of(probs)
     recon = to_uint8(img[0])
     return Embedding(ws, recon, labels, probs, psnr(recon, image), opt.best_step, time.perf_counter() - t0)
