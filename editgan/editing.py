@@ -6,9 +6,11 @@ reconstruction outside Q. Loss (EditGAN):
 
     λ_rgb · (λ_lpips · perceptual + λ_mse · MSE)   outside Q, vs the reconstruction
     + λ_ce · cross-entropy                          inside Q, vs the edited labels
+    + λ_colour · MSE                                on the painted pixels, vs their new class's
+                                                    colour nearby (:mod:`editgan.class_colours`)
 
 where a bundle may also keep the appearance of Q's pixels away from any changed label
-(``EditSettings.keep_q``; 0, the default, = the paper: Q entirely free).
+(``EditSettings.keep_q``). The defaults (λ_colour = keep_q = 0) are the paper's: Q entirely free.
 
 The same objective drives preset refinement (:mod:`editgan.presets`); the optimization loop
 (:func:`optimize_latent`, with progress and cancellation) also drives the embedding.
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .class_colours import class_colour_reference
 from .generator import Generator
 from .geometry import dilate
 from .imageio import to_uint8
@@ -64,6 +67,9 @@ class EditSettings:
     # composited so, gained -0.64 -> +0.19 dB at 0.5; composited over the painted change (as now),
     # the 219k one loses 0.4-0.6 dB at 0.5 (docs/demo-model.md). A bundle may set it (``edit_defaults``).
     keep_q: float = 0.0
+    # Weight of the class-colour term: the painted pixels' squared distance (in [-1, 1] units,
+    # mean over them) to the colour their new class has nearby in the reconstruction. 0 = the paper.
+    lambda_colour: float = 0.0
 
     def replace(self, **overrides) -> "EditSettings":
         """Copy with overrides; unknown names, non-finite or negative values (lr ≤ 0) raise ValueError."""
@@ -244,6 +250,10 @@ class EditObjective:
         near_change = np.stack([dilate(b != t, region_radius(r)).numpy() for b, t in zip(before, target)])
         weight = np.where(region, settings.keep_q, 1.0) * ~(near_change & region)
         self.rgb_weight = torch.from_numpy(weight.astype(np.float32)).to(device)[:, None]
+        references = [class_colour_reference(rec, b, t) for rec, b, t in zip(self.reconstruction, before, target)]
+        self.colour_reference = torch.stack([ref for ref, _ in references])
+        colour_weight = torch.stack([w for _, w in references])
+        self.colour_weight = colour_weight / (3 * colour_weight.sum((1, 2, 3), keepdim=True)).clamp(min=1)
         region_s = np.stack([_to_grid(q, s) for q in region])
         target_s = np.stack([_labels_to_grid(t, s) for t in target])
         ys, xs = np.nonzero(region_s.any((0, 2)))[0], np.nonzero(region_s.any((0, 1)))[0]
@@ -254,8 +264,8 @@ class EditObjective:
         self.ce_weight = ce_mask / ce_mask.sum((1, 2), keepdim=True)
         self.ce_target = torch.from_numpy(target_s[:, y0:y1, x0:x1].astype(np.int64)).to(device)[None, :, None]
 
-    def per_image(self, delta: torch.Tensor, faces: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Unweighted appearance and cross-entropy losses ``(rgb [B], ce [B])`` and the images of ``ws + delta``.
+    def per_image(self, delta: torch.Tensor, faces: slice = slice(None)) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Unweighted loss terms ``{rgb, ce, colour}`` (each ``[B]``) and the images of ``ws + delta``.
 
         ``delta`` is ``[1 or B, num_ws, w_dim]`` against the ``faces`` chunk (``B`` faces), or ``B``
         offsets against a single face (candidate starts, see :meth:`candidate_losses`).
@@ -273,18 +283,24 @@ class EditObjective:
         target = self.ce_target[:, faces].expand(m, b, -1, -1, -1)
         nll = -logits.log_softmax(2).gather(2, target)[:, :, 0]
         ce = (nll * self.ce_weight[faces]).sum((0, 2, 3)) / m
-        return rgb, ce, img
+        colour = (self.colour_weight[faces] * (img - self.colour_reference[faces]).pow(2)).sum((1, 2, 3))
+        return dict(rgb=rgb, ce=ce, colour=colour), img
+
+    def weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The total loss of unweighted ``terms``."""
+        st = self.settings
+        return st.lambda_rgb * terms["rgb"] + st.lambda_ce * terms["ce"] + st.lambda_colour * terms["colour"]
 
     def terms(self, delta: torch.Tensor, faces: slice = slice(None)) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Loss terms ({rgb, ce, total}) and the image of ``ws + delta``.
+        """Loss terms ({rgb, ce, colour, total}) and the image of ``ws + delta``.
 
         ``faces``: a chunk of the K faces; its terms are its share of the whole loss (the chunks'
         terms sum to those of all faces, each face weighing 1/K).
         """
         k = self.ws.shape[0]
-        rgb, ce, img = self.per_image(delta, faces)
-        rgb, ce = rgb.sum() / k, ce.sum() / k
-        return dict(rgb=rgb, ce=ce, total=self.settings.lambda_rgb * rgb + self.settings.lambda_ce * ce), img
+        per_image, img = self.per_image(delta, faces)
+        terms = {name: value.sum() / k for name, value in per_image.items()}
+        return dict(terms, total=self.weighted(terms)), img
 
     @torch.no_grad()
     def candidate_losses(self, deltas: torch.Tensor, batch: int | None = None) -> torch.Tensor:
@@ -292,11 +308,8 @@ class EditObjective:
         synthesis (default: :data:`CANDIDATE_PIXELS` worth of images, all 24 demo candidates at 64²)."""
         assert self.ws.shape[0] == 1, "candidate starts are scored for one face"
         batch = batch or max(1, CANDIDATE_PIXELS // self.generator.resolution ** 2)
-        st, out = self.settings, []
-        for i in range(0, deltas.shape[0], batch):
-            rgb, ce, _ = self.per_image(deltas[i:i + batch])
-            out.append(st.lambda_rgb * rgb + st.lambda_ce * ce)
-        return torch.cat(out)
+        return torch.cat([self.weighted(self.per_image(deltas[i:i + batch])[0])
+                          for i in range(0, deltas.shape[0], batch)])
 
     def __call__(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, step = self.ws.shape[0], self.faces_per_batch

@@ -184,7 +184,7 @@ class Editor:
     def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, from_presets: bool = True,
              progress: Progress | None = None, should_cancel: ShouldCancel | None = None,
              **loss_overrides) -> EditResult:
-        """Segmentation edit; ``loss_overrides``: lambda_rgb, lambda_lpips, lambda_mse, lambda_ce, lr, warmup, keep_q.
+        """Segmentation edit; ``loss_overrides``: any :class:`EditSettings` field (lambda_rgb, lambda_colour, lr, …).
 
         With ``from_presets`` the optimization starts from the stored preset (at 0.5, 1 or 1.5 × its
         default strength) sharing a class with the edit whose result the edit's own loss likes

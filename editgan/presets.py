@@ -181,8 +181,11 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     img, after = render(generator, segmenter, ws.detach() + delta)
     region = class_region(labels, after, classes, region_radius(generator.resolution))
     if refine_steps > 0 and region.any():
+        # Nobody painted the vector's labels, so there is no painting for the class-colour term to
+        # colour; with it, the demo bundle's big_pupils refinement lost 2.2 dB (docs/demo-model.md).
         refined = segmentation_edit(generator, segmenter, perceptual, ws, reconstruction, labels, after,
-                                    classes=classes, init_delta=delta, steps=refine_steps, settings=settings,
+                                    classes=classes, init_delta=delta, steps=refine_steps,
+                                    settings=dataclasses.replace(settings, lambda_colour=0.0),
                                     progress=progress, should_cancel=should_cancel)
         # the vector's labels are not a painting: like an unrefined preset, composite all of Q
         return dataclasses.replace(refined, composite=refined.region)

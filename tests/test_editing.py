@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from editgan.class_colours import class_colour_reference
 from editgan.editing import (Cancelled, EditObjective, EditSettings, class_region, edit_region, leak, optimize_latent,
                              psnr, region_iou, region_radius, render, segmentation_edit, touched_classes)
 from editgan.generator import Generator
@@ -200,6 +201,30 @@ def test_keep_q_weighs_the_appearance_of_qs_unchanged_pixels(models):
         with torch.no_grad():
             rgb[keep] = float(objective.terms(probe)[0]["rgb"])
     assert rgb[0.0] < rgb[0.5] < rgb[1.0]
+
+
+def test_colour_term_pulls_the_painted_pixels_to_their_class_colour(models):
+    g, seg, perceptual = models
+    ws, recon, before, target = _edit_case(g, seg)
+    region = edit_region(before, target, region_radius(32))
+    reconstruction = render(g, None, ws)[0]
+    objective = EditObjective(g, seg, perceptual, ws, reconstruction, before[None], region[None], target[None],
+                              EditSettings(keep_q=0.0, lambda_colour=2.0))
+    reference, weight = class_colour_reference(reconstruction[0], before, target)
+    assert weight.any() and np.array_equal(weight[0].numpy() > 0, (before != target) & np.isin(target, before[before == target]))
+    with torch.no_grad():
+        terms, _ = objective.terms(torch.zeros_like(ws))
+    painted = weight[0] > 0
+    expected = (reconstruction[0][:, painted] - reference[:, painted]).pow(2).mean()
+    assert torch.allclose(terms["colour"], expected, rtol=1e-5)
+    assert torch.allclose(terms["total"], 15 * terms["rgb"] + terms["ce"] + 2 * terms["colour"], rtol=1e-5)
+    colour = {}
+    for weight_colour in (0.0, 20.0):
+        out = segmentation_edit(g, seg, perceptual, ws, recon, before, target, steps=15,
+                                settings=EditSettings(keep_q=0.0, lambda_colour=weight_colour))
+        with torch.no_grad():
+            colour[weight_colour] = float(objective.terms(out.delta)[0]["colour"])
+    assert colour[20.0] < 0.8 * min(colour[0.0], float(terms["colour"])), (colour, float(terms["colour"]))
 
 
 def test_edit_cancel_and_init_delta(models):

@@ -127,6 +127,13 @@ def test_refinement_preserves_outside(models):
     assert leak(refined.image, recon, plain.region) <= plain.metrics["leak"]
 
 
+def test_refinement_has_no_painting_to_colour(models):
+    """The class-colour term colours what a user painted; a vector's own labels are not a painting."""
+    g, seg, perceptual, ws, recon, labels, delta = models
+    runs = [apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], refine_steps=4,
+                         settings=EditSettings(lambda_colour=weight)) for weight in (0.0, 50.0)]
+    assert torch.equal(runs[0].delta, runs[1].delta) and not torch.equal(runs[0].delta, delta)
+
 def _face(g, seg, seed, block):
     """A face of the model and its labels with ``block`` (y0, y1, x0, x1) repainted to another class."""
     ws = g.mean_ws() + 0.5 * torch.randn(1, g.num_ws, g.w_dim, generator=torch.Generator().manual_seed(seed))

@@ -10,7 +10,8 @@ pasted where they differ), then run every mode:
   from the stored preset (or none) the edit's loss prefers (``Editor.edit(from_presets=True)``);
 * ``edit-cold`` — the same started from the embedding itself (the only ``edit`` before presets
   were tried as starts);
-* ``paper`` — started from the embedding, with the paper's constant lr (no warm-up) and all of Q free;
+* ``paper`` — started from the embedding, with the paper's loss (all of Q free, no class-colour term)
+  and constant lr (no warm-up);
 * ``preset``, ``preset+10``, ``preset+30`` — the bundle's preset of the same name at its default
   strength, without / with self-supervised refinement (only when the bundle has that preset).
 
@@ -53,7 +54,7 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
     if mode in ("edit", "edit-cold", "paper"):
-        overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0} if mode == "paper" else {}
+        overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0, "lambda_colour": 0.0} if mode == "paper" else {}
         result = editor.edit(session, user_labels, steps=edit_steps, from_presets=mode == "edit", **overrides)
     else:
         strength = strengths[task]
