@@ -8,10 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from editgan.bundle import Bundle
 from editgan.train.gan import GanTrainConfig, GanTrainer
 from editgan.train.data import ToyFaceStream, class_frequencies
 from editgan.train.losses import class_balanced_weights, edge_loss, pixel_loss, sliced_wasserstein
-from editgan.train.stages import STRENGTH_CANDIDATES, STRENGTH_TOLERANCE_DB, export_bundle, finetune_encoder
+from editgan.train.stages import (STRENGTH_CANDIDATES, STRENGTH_TOLERANCE_DB, TOY_EDIT_DEFAULTS, export_bundle,
+                                  finetune_encoder)
 from tests.conftest import tiny_config
 
 TINY_ENCODER = {"base_channels": 8, "max_channels": 16, "head_channels": 8}
@@ -180,7 +182,8 @@ def test_warm_start_from_a_bundle_keeps_its_recipe(tmp_path, caplog):
     trainer = GanTrainer(tmp_path / "run", _cfg(), overrides={"adv_weight": 0.1, "single_w_fraction": 0.35})
     trainer.step()
     trainer.save_checkpoint()
-    export_bundle(tmp_path / "run", tmp_path / "bundle")
+    assert export_bundle(tmp_path / "run", tmp_path / "bundle").edit_defaults == TOY_EDIT_DEFAULTS
+    assert Bundle.load(tmp_path / "bundle").edit_defaults == TOY_EDIT_DEFAULTS
     asked = GanTrainConfig(batch=8)  # the CLI's --batch: loses to the bundle's recipe, with a warning
     with caplog.at_level("WARNING", logger="editgan.train"):
         warm = GanTrainer(tmp_path / "next", asked, init_from=tmp_path / "bundle", overrides={"lr_e": 0.003})
