@@ -11,9 +11,13 @@ without any) gives no reference, and those pixels are left to the cross-entropy 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .ops import gaussian_taps, separable_conv
 
 # The neighbourhood is computed on a grid of at most this side (area-resized), so a 512² edit costs
 # what a 64² one does; the reference is smooth anyway.
@@ -23,17 +27,6 @@ SIGMA_SHARE = 1 / 16
 # Weight of the image-wide class mean against the neighbourhood's (whose kernel sums to 1): it
 # decides only where no pixel of the class lies within about 3 σ.
 GLOBAL_WEIGHT = 1e-3
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``[N, C, H, W]`` with zero padding (radius 3σ, kernel sum 1)."""
-    radius = max(1, int(np.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, radius), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(radius, 0), groups=c)
 
 
 def class_colour_reference(image: torch.Tensor, before: np.ndarray,
@@ -55,6 +48,8 @@ def class_colour_reference(image: torch.Tensor, before: np.ndarray,
     weight = torch.zeros(1, r, r, dtype=image.dtype, device=image.device)
     changed = before != target
     g = min(r, REFERENCE_GRID)
+    radius = max(1, math.ceil(3 * g * SIGMA_SHARE))  # the kernel reaches 3σ
+    taps = gaussian_taps(2 * radius + 1, g * SIGMA_SHARE)
     for c in np.unique(target[changed]):
         keep = torch.from_numpy((before == c) & (target == c)).to(image)
         if not keep.any():
@@ -63,7 +58,7 @@ def class_colour_reference(image: torch.Tensor, before: np.ndarray,
         # normalized convolution on the coarse grid: blur(colour · mask) / blur(mask)
         stacked = torch.cat([image * keep, keep[None]])[None]
         coarse = F.interpolate(stacked, size=(g, g), mode="area") if g != r else stacked
-        blurred = _gaussian_blur(coarse, g * SIGMA_SHARE)
+        blurred = separable_conv(coarse, taps, padding=radius)
         local = (blurred[:, :3] + GLOBAL_WEIGHT * mean[None, :, None, None]) / (blurred[:, 3:] + GLOBAL_WEIGHT)
         if g != r:
             local = F.interpolate(local, size=(r, r), mode="bilinear", align_corners=False)

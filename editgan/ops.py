@@ -24,6 +24,22 @@ def flush_subnormals() -> None:
     torch.set_flush_denormal(True)
 
 
+def gaussian_taps(size: int, sigma: float) -> torch.Tensor:
+    """1-D Gaussian of ``size`` taps centred on the middle one, normalized to sum 1."""
+    t = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-t * t / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def separable_conv(x: torch.Tensor, taps: torch.Tensor, padding: int = 0) -> torch.Tensor:
+    """Depthwise filtering of ``[N, C, H, W]`` with 1-D ``taps`` along both axes (``padding`` zeros
+    each side; 0 = valid convolution)."""
+    c, k = x.shape[1], taps.numel()
+    w = taps.to(x).view(1, 1, 1, k).expand(c, 1, 1, k)
+    x = F.conv2d(x, w, padding=(0, padding), groups=c)
+    return F.conv2d(x, w.transpose(2, 3), padding=(padding, 0), groups=c)
+
+
 def setup_filter(taps=(1, 3, 3, 1)) -> torch.Tensor:
     """Separable FIR low-pass filter as a normalized 2-D kernel (sum 1)."""
     f = torch.as_tensor(taps, dtype=torch.float32)

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import gaussian_taps, separable_conv
+
 __all__ = ["VGG16Trunk", "LPIPS", "MSSSIMDistance", "perceptual_status", "make_perceptual_loss"]
 
 log = logging.getLogger("editgan.perceptual")
@@ -176,20 +178,6 @@ class LPIPS(nn.Module):
         return total
 
 
-def _gaussian_1d(size: int, sigma: float) -> torch.Tensor:
-    t = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-t * t / (2 * sigma * sigma))
-    return g / g.sum()
-
-
-def _sep_conv(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Depthwise separable filtering with 1-D ``taps`` (valid convolution)."""
-    c, k = x.shape[1], taps.numel()
-    w = taps.to(x).view(1, 1, 1, k).expand(c, 1, 1, k)
-    x = F.conv2d(x, w, groups=c)
-    return F.conv2d(x, w.transpose(2, 3), groups=c)
-
-
 class MSSSIMDistance(nn.Module):
     """Non-learned stand-in for LPIPS: mean over a Gaussian pyramid of (1 - SSIM).
 
@@ -204,19 +192,19 @@ class MSSSIMDistance(nn.Module):
     def __init__(self, levels: int = 4, window: int = 11, sigma: float = 1.5):
         super().__init__()
         self.levels, self.window = levels, window
-        self.register_buffer("gauss", _gaussian_1d(window, sigma))
+        self.register_buffer("gauss", gaussian_taps(window, sigma))
         self.register_buffer("binomial", torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16)
         self.c1, self.c2 = 0.01**2, 0.03**2  # data range 1
 
     def _ssim(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
-        mx, my, xx, yy, xy = _sep_conv(torch.cat([x, y, x * x, y * y, x * y], 1), self.gauss).split(c, 1)
+        mx, my, xx, yy, xy = separable_conv(torch.cat([x, y, x * x, y * y, x * y], 1), self.gauss).split(c, 1)
         vx, vy, cov = xx - mx * mx, yy - my * my, xy - mx * my
         ssim = ((2 * mx * my + self.c1) * (2 * cov + self.c2)) / ((mx * mx + my * my + self.c1) * (vx + vy + self.c2))
         return ssim.mean((1, 2, 3))
 
     def _down(self, x: torch.Tensor) -> torch.Tensor:
-        return _sep_conv(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.binomial)[:, :, ::2, ::2]
+        return separable_conv(F.pad(x, (2, 2, 2, 2), mode="reflect"), self.binomial)[:, :, ::2, ::2]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         _check_pair(x, y)

@@ -185,7 +185,7 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
         # colour; with it, the demo bundle's big_pupils refinement lost 2.2 dB (docs/demo-model.md).
         refined = segmentation_edit(generator, segmenter, perceptual, ws, reconstruction, labels, after,
                                     classes=classes, init_delta=delta, steps=refine_steps,
-                                    settings=dataclasses.replace(settings, lambda_colour=0.0),
+                                    settings=settings.replace(lambda_colour=0.0),
                                     progress=progress, should_cancel=should_cancel)
         # the vector's labels are not a painting: like an unrefined preset, composite all of Q
         return dataclasses.replace(refined, composite=refined.region)

@@ -139,3 +139,13 @@ def test_noise_can_be_disabled():
     assert not any("noise" in k for k in g.state_dict())
     img, _ = g.synthesis(g.mean_ws())
     assert torch.isfinite(img).all()
+
+
+@pytest.mark.parametrize("padding", [0, 3])
+def test_separable_gaussian_matches_the_full_2d_kernel(padding):
+    taps = ops.gaussian_taps(7, 1.5)
+    assert torch.isclose(taps.sum(), torch.tensor(1.0)) and torch.equal(taps, taps.flip(0)) and taps.argmax() == 3
+    x = torch.randn(2, 3, 12, 10)
+    kernel = torch.outer(taps, taps).expand(3, 1, 7, 7)
+    full = torch.nn.functional.conv2d(x, kernel, padding=padding, groups=3)
+    assert torch.allclose(ops.separable_conv(x, taps, padding), full, atol=1e-5)
