@@ -59,8 +59,17 @@ def sanitize_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ClassInfo:
+    """A segmentation class: its palette ``color`` (what the user paints with) and, when known, its
+    ``appearance``: the mean colour of its pixels in the annotated images, what a painted part of
+    a class the face does not show yet should look like (:mod:`editgan.class_colours`)."""
+
     name: str
     color: tuple[int, int, int]
+    appearance: tuple[int, int, int] | None = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "color": list(self.color),
+                **({} if self.appearance is None else {"appearance": list(self.appearance)})}
 
 
 @dataclass
@@ -108,7 +117,7 @@ class Bundle:
             "num_ws": cfg.num_ws,
             "w_dim": cfg.w_dim,
             "generator": cfg.to_dict(),
-            "classes": [{"name": c.name, "color": list(c.color)} for c in self.classes],
+            "classes": [c.to_dict() for c in self.classes],
             "licence": self.licence,
             "provenance": self.provenance,
         }
@@ -219,19 +228,25 @@ def validate_classes(classes, where: Path) -> list[ClassInfo]:
     for i, c in enumerate(classes):
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:
             raise BundleError(f"{where}: classes[{i}] needs a non-empty 'name'")
-        color = c.get("color")
-        if (not isinstance(color, (list, tuple)) or len(color) != 3
-                or not all(isinstance(v, int) and 0 <= v <= 255 for v in color)):
-            raise BundleError(f"{where}: classes[{i}] ({c['name']}) 'color' must be 3 integers in 0..255")
-        color = tuple(color)
+        color = _rgb8(c.get("color"), f"{where}: classes[{i}] ({c['name']}) 'color'")
+        appearance = c.get("appearance")
+        if appearance is not None:
+            appearance = _rgb8(appearance, f"{where}: classes[{i}] ({c['name']}) 'appearance'")
         if c["name"] in seen_names:
             raise BundleError(f"{where}: duplicate class name {c['name']!r}")
         if color in seen_colors:
             raise BundleError(f"{where}: classes {seen_colors[color]!r} and {c['name']!r} share the colour {list(color)}")
         seen_names.add(c["name"])
         seen_colors[color] = c["name"]
-        out.append(ClassInfo(c["name"], color))
+        out.append(ClassInfo(c["name"], color, appearance))
     return out
+
+
+def _rgb8(value, what: str) -> tuple[int, int, int]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+        raise BundleError(f"{what} must be 3 integers in 0..255")
+    return tuple(value)
 
 
 def validate_edit_defaults(value, where: Path) -> dict:

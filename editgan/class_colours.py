@@ -6,12 +6,15 @@ segmenter already calls pupil. The class-colour term of the edit (``EditSettings
 pulls each painted pixel towards the colour of its new class in this image, taken where that class
 stays: near the pixel first (the same eye's pupil, the skin beside a closed eye), the class's mean
 over the image where it is far away. A class the image does not show (glasses added to a face
-without any) gives no reference, and those pixels are left to the cross-entropy alone.
+without any) follows its usual colour in the domain (the mean over the annotated images, kept in
+the bundle as each class's ``appearance``); without one those pixels are left to the
+cross-entropy alone. A colour the user chose for a part (red frames, blue eyes) decides over both.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,18 +32,43 @@ SIGMA_SHARE = 1 / 16
 GLOBAL_WEIGHT = 1e-3
 
 
-def class_colour_reference(image: torch.Tensor, before: np.ndarray,
-                           target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class PartColours:
+    """Colours, besides the image's own, that painted pixels of a class follow: class id → ``[3]``
+    tensor in the image's range."""
+
+    chosen: dict[int, torch.Tensor] = field(default_factory=dict)  # the user's: replace the image's
+    usual: dict[int, torch.Tensor] = field(default_factory=dict)   # the domain's: where the image has none
+
+
+def mean_class_colours(images, labels, num_classes: int) -> list[tuple[int, int, int] | None]:
+    """Each class's mean colour (uint8 RGB) over annotated ``images`` (uint8 (H, W, 3)) and their
+    ``labels`` (H, W); None for a class no annotation shows. The mean is the single colour closest,
+    in squared error, to what the class looks like across those images."""
+    sums, counts = np.zeros((num_classes, 3)), np.zeros(num_classes)
+    for image, label in zip(images, labels):
+        assert image.shape == (*label.shape, 3)
+        flat = label.reshape(-1).astype(np.int64)
+        counts += np.bincount(flat, minlength=num_classes)[:num_classes]
+        for ch in range(3):
+            sums[:, ch] += np.bincount(flat, weights=image[..., ch].reshape(-1), minlength=num_classes)[:num_classes]
+    return [tuple(int(v) for v in np.rint(sums[c] / counts[c])) if counts[c] else None for c in range(num_classes)]
+
+
+def class_colour_reference(image: torch.Tensor, before: np.ndarray, target: np.ndarray,
+                           colours: PartColours | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference colours of the painted pixels of one image and where they apply.
 
     Args:
         image: ``[3, R, R]`` float, the image whose colours are the reference (the reconstruction).
         before: int (R, R) labels of ``image``.
         target: int (R, R) edited labels.
+        colours: the user's chosen colours (used first) and the domain's usual ones (used for a
+            class that stays nowhere in ``image``).
 
     Returns:
         ``reference`` ``[3, R, R]`` (zeros where it does not apply) and ``weight`` ``[1, R, R]``:
-        1 on changed pixels whose new class stays somewhere in the image, 0 elsewhere.
+        1 on changed pixels whose new class has a colour, 0 elsewhere.
     """
     r = image.shape[-1]
     assert image.shape == (3, r, r) and before.shape == target.shape == (r, r)
@@ -50,9 +78,22 @@ def class_colour_reference(image: torch.Tensor, before: np.ndarray,
     g = min(r, REFERENCE_GRID)
     radius = max(1, math.ceil(3 * g * SIGMA_SHARE))  # the kernel reaches 3σ
     taps = gaussian_taps(2 * radius + 1, g * SIGMA_SHARE)
-    for c in np.unique(target[changed]):
+    colours = colours or PartColours()
+
+    def constant(paint, colour):
+        assert colour.shape == (3,)
+        reference[:, paint] = colour.to(image)[:, None]
+        weight[:, paint] = 1.0
+
+    for c in map(int, np.unique(target[changed])):
+        paint = torch.from_numpy(changed & (target == c)).to(image.device)
         keep = torch.from_numpy((before == c) & (target == c)).to(image)
+        if c in colours.chosen:
+            constant(paint, colours.chosen[c])
+            continue
         if not keep.any():
+            if c in colours.usual:
+                constant(paint, colours.usual[c])
             continue
         mean = (image * keep).sum((1, 2)) / keep.sum()
         # normalized convolution on the coarse grid: blur(colour · mask) / blur(mask)
@@ -62,7 +103,6 @@ def class_colour_reference(image: torch.Tensor, before: np.ndarray,
         local = (blurred[:, :3] + GLOBAL_WEIGHT * mean[None, :, None, None]) / (blurred[:, 3:] + GLOBAL_WEIGHT)
         if g != r:
             local = F.interpolate(local, size=(r, r), mode="bilinear", align_corners=False)
-        paint = torch.from_numpy(changed & (target == c)).to(image.device)
         reference[:, paint] = local[0][:, paint]
         weight[:, paint] = 1.0
     return reference, weight

@@ -198,9 +198,13 @@ class EditGANClient:
         return self.request("embed", fields, {"image": (image, width, height)}, progress=progress)
 
     def edit(self, session: str, segmentation, width: int | None = None, height: int | None = None, *,
-             steps: int | None = None, from_presets: bool = True, progress=None, preview: bool = False) -> dict:
+             steps: int | None = None, from_presets: bool = True, part_colours: dict | None = None,
+             progress=None, preview: bool = False) -> dict:
+        """``part_colours``: {class name: (r, g, b)}, how the parts painted with those classes should look."""
         fields = {"session": session, "preview": preview, "from_presets": from_presets,
-                  **({} if steps is None else {"steps": steps})}
+                  **({} if steps is None else {"steps": steps}),
+                  **({"part_colours": {k: [int(v) for v in rgb] for k, rgb in part_colours.items()}}
+                     if part_colours else {})}
         return self.request("edit", fields, {"segmentation": (segmentation, width, height)}, progress=progress)
 
     def apply_presets(self, session: str, presets, *, refine_steps: int = 0, progress=None,

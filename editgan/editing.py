@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .class_colours import class_colour_reference
+from .class_colours import PartColours, class_colour_reference
 from .generator import Generator
 from .geometry import dilate
 from .imageio import to_uint8
@@ -230,12 +230,15 @@ class EditObjective:
             (memory of one chunk instead of K faces; the same loss and gradient), and returns the
             loss detached — :func:`optimize_latent` then skips its own backward.
         should_cancel: checked between chunks (a step of 8 faces at 512² takes half a minute).
+        part_colours: per face, colours in [-1, 1] its painted pixels follow besides the
+            reconstruction's own: the user's and the domain's (see :func:`class_colour_reference`;
+            weighed by ``lambda_colour``).
     """
 
     def __init__(self, generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor,
                  reconstruction: torch.Tensor, before: np.ndarray, region: np.ndarray, target: np.ndarray,
                  settings: EditSettings, faces_per_batch: int | None = None,
-                 should_cancel: ShouldCancel | None = None):
+                 should_cancel: ShouldCancel | None = None, part_colours: list[PartColours] | None = None):
         r, s, k = generator.resolution, segmenter.resolution, ws.shape[0]
         assert ws.shape == (k, generator.num_ws, generator.w_dim)
         assert reconstruction.shape == (k, 3, r, r) and before.shape == region.shape == target.shape == (k, r, r)
@@ -250,7 +253,10 @@ class EditObjective:
         near_change = np.stack([dilate(b != t, region_radius(r)).numpy() for b, t in zip(before, target)])
         weight = np.where(region, settings.keep_q, 1.0) * ~(near_change & region)
         self.rgb_weight = torch.from_numpy(weight.astype(np.float32)).to(device)[:, None]
-        references = [class_colour_reference(rec, b, t) for rec, b, t in zip(self.reconstruction, before, target)]
+        part_colours = [None] * k if part_colours is None else part_colours
+        assert len(part_colours) == k
+        references = [class_colour_reference(rec, b, t, colours)
+                      for rec, b, t, colours in zip(self.reconstruction, before, target, part_colours)]
         self.colour_reference = torch.stack([ref for ref, _ in references])
         colour_weight = torch.stack([w for _, w in references])
         self.colour_weight = colour_weight / (3 * colour_weight.sum((1, 2, 3), keepdim=True)).clamp(min=1)
@@ -372,7 +378,8 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
                       classes: list[int] | None = None, init_delta: torch.Tensor | None = None,
                       starts: list[torch.Tensor] | None = None, steps: int = 30,
                       settings: EditSettings = EditSettings(), progress: Progress | None = None,
-                      should_cancel: ShouldCancel | None = None) -> EditOutcome:
+                      should_cancel: ShouldCancel | None = None,
+                      part_colours: PartColours | None = None) -> EditOutcome:
     """Optimize ``delta`` so G(ws + delta) matches ``target`` labels inside Q and the reconstruction outside.
 
     Args:
@@ -387,6 +394,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
             is its index in ``starts`` (None: ``init_delta``). A 30-step edit from zero often stops
             short of a change a learned vector already draws (closing the eyes, opening the mouth).
         steps, settings, progress, should_cancel: see :func:`optimize_latent` / :class:`EditSettings`.
+        part_colours: the user's and the domain's colours of painted classes, see :class:`EditObjective`.
 
     The outcome's ``composite`` (what the caller blends into the source, feathered) is the painted
     change within Q. Q also holds every other pixel of a touched class (all the skin of a smile),
@@ -398,7 +406,8 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     assert reconstruction.shape == (r, r, 3) and before.shape == target.shape == (r, r)
     classes = touched_classes(before, target) if classes is None else sorted(classes)
     region = class_region(before, target, classes, region_radius(r))
-    objective = edit_objective(generator, segmenter, perceptual, ws, before[None], region[None], target[None], settings)
+    objective = edit_objective(generator, segmenter, perceptual, ws, before[None], region[None], target[None], settings,
+                               part_colours=[part_colours])
     init = torch.zeros_like(ws) if init_delta is None else init_delta.to(ws)
     chosen = None
     if starts:
@@ -419,7 +428,8 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
 
 def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,
                    region: np.ndarray, target: np.ndarray, settings: EditSettings,
-                   faces_per_batch: int | None = None, should_cancel: ShouldCancel | None = None) -> EditObjective:
+                   faces_per_batch: int | None = None, should_cancel: ShouldCancel | None = None,
+                   part_colours: list[PartColours] | None = None) -> EditObjective:
     """:class:`EditObjective` of faces ``ws`` ``[K, num_ws, w_dim]`` against their own reconstructions.
 
     The reference is the float G(ws), so uint8 rounding never enters the loss.
@@ -427,4 +437,4 @@ def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: t
     with torch.no_grad():  # one face at a time: K faces at 512² would not fit at once
         reconstruction = torch.cat([render(generator, None, ws[i:i + 1])[0] for i in range(ws.shape[0])])
     return EditObjective(generator, segmenter, perceptual, ws, reconstruction, before, region, target, settings,
-                         faces_per_batch, should_cancel)
+                         faces_per_batch, should_cancel, part_colours)

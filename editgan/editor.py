@@ -17,6 +17,7 @@ import torch
 
 from . import presets as presets_lib
 from .bundle import Bundle, BundleError, sanitize_name
+from .class_colours import PartColours
 from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit, touched_classes
 from .embedding import default_embed_settings, embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
@@ -79,12 +80,18 @@ class Session:
     psnr: float
     last_result: EditResult | None = None
     last_painted: np.ndarray | None = None  # labels of the last segmentation edit (None after presets)
+    last_part_colours: dict | None = None   # the part colours that edit was asked for
 
 
 def _check_steps(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise EditorError("invalid_argument", f"{name} must be an integer ≥ {minimum}, got {value!r}")
     return int(value)
+
+
+def _model_colour(rgb) -> torch.Tensor:
+    """uint8 (r, g, b) → ``[3]`` in the generator's [-1, 1]."""
+    return torch.tensor([v / 127.5 - 1 for v in rgb], dtype=torch.float32)
 
 
 def _check_image(image) -> None:
@@ -124,6 +131,9 @@ class Editor:
         self.photo_snap = photo_snap
         self.edit_settings = EditSettings().replace(**bundle.edit_defaults)  # checked when the bundle loaded
         self.class_names = [c.name for c in bundle.classes]
+        # what a painted part of a class the face does not show yet should look like (the bundle's)
+        self.usual_colours = {i: _model_colour(c.appearance) for i, c in enumerate(bundle.classes)
+                              if c.appearance is not None}
         if self.segmenter is not None and self.segmenter.num_classes != len(self.class_names):
             raise EditorError("invalid_argument", f"segmenter predicts {self.segmenter.num_classes} classes, "
                                                   f"the bundle lists {len(self.class_names)}")
@@ -133,7 +143,7 @@ class Editor:
         g = self.generator
         return {"name": self.bundle.name, "domain": self.bundle.domain, "resolution": g.resolution,
                 "num_ws": g.num_ws, "w_dim": g.w_dim,
-                "classes": [{"name": c.name, "color": list(c.color)} for c in self.bundle.classes],
+                "classes": [c.to_dict() for c in self.bundle.classes],
                 "presets": [p.to_dict() for p in self.list_presets()], "device": str(self.device),
                 "perceptual": {"kind": self.perceptual_status["kind"], "detail": self.perceptual_status["detail"]},
                 "segmenter": self.segmenter is not None, "encoder": self.encoder is not None}
@@ -182,13 +192,16 @@ class Editor:
         return target
 
     def edit(self, session: Session, labels: np.ndarray, *, steps: int = 30, from_presets: bool = True,
-             progress: Progress | None = None, should_cancel: ShouldCancel | None = None,
-             **loss_overrides) -> EditResult:
+             part_colours: dict | None = None, progress: Progress | None = None,
+             should_cancel: ShouldCancel | None = None, **loss_overrides) -> EditResult:
         """Segmentation edit; ``loss_overrides``: any :class:`EditSettings` field (lambda_rgb, lambda_colour, lr, …).
 
         With ``from_presets`` the optimization starts from the stored preset (at 0.5, 1 or 1.5 × its
         default strength) sharing a class with the edit whose result the edit's own loss likes
         best, or from the session's latent when none beats it; ``metrics["start"]`` names it.
+        ``part_colours`` {class name: (r, g, b) uint8} is how the user wants the pixels painted with
+        those classes to look (frames of added glasses, a new iris): they follow that colour
+        instead of the class's colour in the face (weighed by ``lambda_colour``, which must be > 0).
         """
         self._require_segmenter()
         steps = _check_steps(steps, "steps")
@@ -199,18 +212,42 @@ class Editor:
             settings = self.edit_settings.replace(**loss_overrides)
         except ValueError as e:
             raise EditorError("invalid_argument", str(e)) from None
+        colours = self._part_colours(part_colours, settings)
         classes = touched_classes(session.labels, target)
         candidates = self._preset_starts(classes) if from_presets else []
         outcome = segmentation_edit(self.generator, self.segmenter, self.perceptual, session.ws,
                                     session.reconstruction, session.labels, target, classes=classes,
                                     starts=[s * torch.from_numpy(p.delta)[None] for p, s in candidates],
-                                    steps=steps, settings=settings, progress=progress, should_cancel=should_cancel)
+                                    steps=steps, settings=settings, progress=progress, should_cancel=should_cancel,
+                                    part_colours=colours)
         start = outcome.metrics["start"]
         outcome.metrics["start"] = None if start is None else \
             {"preset": candidates[start][0].name, "strength": candidates[start][1]}
         result = self._finish(session, outcome)
-        session.last_painted = labels.copy()
+        session.last_painted, session.last_part_colours = labels.copy(), dict(part_colours or {})
         return result
+
+    def _part_colours(self, part_colours, settings: EditSettings) -> PartColours:
+        """The user's {class name: (r, g, b) uint8}, checked, with the bundle's usual class colours."""
+        colours = PartColours(chosen=self._chosen_colours(part_colours or {}), usual=self.usual_colours)
+        if colours.chosen and settings.lambda_colour <= 0:
+            raise EditorError("invalid_argument", "part_colours need lambda_colour > 0 (the colour term is off)")
+        return colours
+
+    def _chosen_colours(self, part_colours) -> dict[int, torch.Tensor]:
+        """{class name: (r, g, b) uint8} → {class id: [3] in the generator's [-1, 1]}, checked."""
+        if not isinstance(part_colours, dict):
+            raise EditorError("invalid_argument", f"part_colours must map class names to (r, g, b), got {part_colours!r}")
+        colours = {}
+        for name, rgb in part_colours.items():
+            if name not in self.class_names:
+                raise EditorError("unknown_class", f"no class named {name!r} in this model")
+            if (not isinstance(rgb, (list, tuple)) or len(rgb) != 3
+                    or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255
+                               for v in rgb)):
+                raise EditorError("invalid_argument", f"colour of {name!r} must be 3 integers 0..255, got {rgb!r}")
+            colours[self.class_names.index(name)] = _model_colour(rgb)
+        return colours
 
     def apply_presets(self, session: Session, items, *, refine_steps: int = 0, progress: Progress | None = None,
                       should_cancel: ShouldCancel | None = None) -> EditResult:
@@ -237,7 +274,7 @@ class Editor:
                                            sorted(class_ids), refine_steps=refine_steps, settings=self.edit_settings,
                                            progress=progress, should_cancel=should_cancel)
         result = self._finish(session, outcome)
-        session.last_painted = None
+        session.last_painted = session.last_part_colours = None
         return result
 
     def _finish(self, session: Session, outcome: EditOutcome) -> EditResult:
@@ -292,7 +329,8 @@ class Editor:
         """Learn and store one vector that makes the same edit on several faces (see :func:`presets.learn_vector`).
 
         Args:
-            edits: [(session, painted labels at source size), …], one per face; each must change something.
+            edits: [(session, painted labels at source size[, part colours as in :meth:`edit`]), …],
+                one per face; each must change something.
         Returns the stored preset's info; ``metrics`` of the fit are in its ``source`` text.
         """
         self._require_segmenter()
@@ -301,14 +339,15 @@ class Editor:
         if not isinstance(edits, (list, tuple)) or not edits:
             raise EditorError("invalid_argument", "give at least one (session, labels) pair")
         for item in edits:
-            if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], Session):
-                raise EditorError("invalid_argument", f"expected (session, labels), got {type(item).__name__}")
-        targets = np.stack([self.model_target(session, labels) for session, labels in edits])
-        before = np.stack([session.labels for session, _ in edits])
-        ws = torch.cat([session.ws for session, _ in edits]).to(self.device)
+            if not isinstance(item, (list, tuple)) or len(item) not in (2, 3) or not isinstance(item[0], Session):
+                raise EditorError("invalid_argument", f"expected (session, labels[, part_colours]), got {item!r:.80}")
+        targets = np.stack([self.model_target(item[0], item[1]) for item in edits])
+        before = np.stack([item[0].labels for item in edits])
+        ws = torch.cat([item[0].ws for item in edits]).to(self.device)
+        colours = [self._part_colours(item[2] if len(item) == 3 else None, self.edit_settings) for item in edits]
         learned = presets_lib.learn_vector(self.generator, self.segmenter, self.perceptual, ws, before, targets,
                                            steps=steps, settings=self.edit_settings, progress=progress,
-                                           should_cancel=should_cancel)
+                                           should_cancel=should_cancel, part_colours=colours)
         m = learned.metrics
         return self._store(stem, learned.delta[0].cpu().numpy(), learned.classes, default_strength,
                            f"{steps}-step edit shared by {m['faces']} faces (best step {m['best_step']}, "

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .bundle import BundleError, sanitize_name
+from .class_colours import PartColours
 from .editing import (Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, class_region, edit_objective, leak,
                       optimize_latent, region_iou, region_radius, render, segmentation_edit, touched_classes)
 from .generator import Generator
@@ -214,7 +215,8 @@ BATCH_PIXELS = 256 * 256
 def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,
                  target: np.ndarray, *, steps: int = 100, settings: EditSettings = EditSettings(),
                  faces_per_batch: int | None = None, progress: Progress | None = None,
-                 should_cancel: ShouldCancel | None = None) -> LearnedVector:
+                 should_cancel: ShouldCancel | None = None,
+                 part_colours: list[PartColours] | None = None) -> LearnedVector:
     """One δ that makes the same edit on K faces: the mean of their segmentation-edit losses, optimized jointly.
 
     A vector learned on one face also carries whatever kept *that* face's other parts in place,
@@ -228,6 +230,7 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
             face must change somewhere). Each face's Q comes from its own touched classes.
         faces_per_batch: faces per synthesis; default ``BATCH_PIXELS // R²`` (at least 1). Chunks
             accumulate the gradient, so the result does not depend on it, only memory and speed do.
+        part_colours: per face, the colours its painted parts follow (:class:`EditObjective`).
     With K = 1 this is exactly :func:`editgan.editing.segmentation_edit`'s optimization.
     """
     t0 = time.perf_counter()
@@ -239,7 +242,7 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     if faces_per_batch is None:
         faces_per_batch = max(1, BATCH_PIXELS // (r * r))
     objective = edit_objective(generator, segmenter, perceptual, ws, before, regions, target, settings,
-                               faces_per_batch, should_cancel)
+                               faces_per_batch, should_cancel, part_colours)
     opt = optimize_latent(objective, torch.zeros_like(ws[:1]), steps, settings.lr, progress, should_cancel,
                           warmup=settings.warmup)
     per_face = []

@@ -129,6 +129,7 @@ class Handlers:
         seg = req.buffer("segmentation", ("rgba8", "rgb8", "label8"))
         steps = req.integer("steps", 1, self.limits.max_steps, default=30)
         from_presets = req.boolean("from_presets", default=True)
+        colours = self._part_colours(req)
         req.check_all_frames_used()
         self._session(req, sid)  # fail fast; checked again when the job starts
 
@@ -139,9 +140,27 @@ class Handlers:
             labels = segmentation_to_labels(seg, np.asarray(session.source_labels), self.palette)
             with engine_errors(req.id):
                 result = self.editor.edit(session, labels, steps=steps, from_presets=from_presets,
-                                          progress=ctx.progress, should_cancel=ctx.should_cancel)
+                                          part_colours=colours, progress=ctx.progress,
+                                          should_cancel=ctx.should_cancel)
             return self._edit_result(sid, session, result)
         return run
+
+    def _part_colours(self, req: Request) -> dict[str, tuple[int, int, int]]:
+        """The optional ``part_colours`` map {class name: [r, g, b]} of an ``edit``, checked."""
+        value = req.header.get("part_colours")
+        if value is None:
+            return {}
+        names = self.class_names
+        if not isinstance(value, dict) or len(value) > len(names):
+            raise req.error("bad_request", f"'part_colours' must map at most {len(names)} class names to [r, g, b]")
+        colours = {}
+        for name, rgb in value.items():
+            if not isinstance(name, str) or name not in names:
+                raise req.error("unknown_class", f"'part_colours': no class named {str(name)[:MAX_NAME_CHARS]!r}")
+            if not isinstance(rgb, list) or len(rgb) != 3 or any(type(v) is not int or not 0 <= v <= 255 for v in rgb):
+                raise req.error("bad_request", f"'part_colours.{name}' must be [r, g, b], integers 0..255")
+            colours[name] = tuple(rgb)
+        return colours
 
     def apply_preset(self, req: Request) -> JobFn:
         sid = req.string("session", max_len=MAX_ID_CHARS)
@@ -213,7 +232,7 @@ class Handlers:
             if getattr(session, "last_painted", None) is None:
                 raise req.error("no_edit", f"session {i!r} has no painted edit: a preset fitted to several "
                                            "faces learns from segmentation edits, not preset results")
-            edits.append((session, session.last_painted))
+            edits.append((session, session.last_painted, getattr(session, "last_part_colours", None)))
         with engine_errors(req.id):
             return self.editor.learn_preset(
                 name, edits, steps=steps, default_strength=strength, should_cancel=ctx.should_cancel,

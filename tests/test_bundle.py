@@ -41,6 +41,15 @@ def test_edit_defaults_round_trip(saved):
     assert Bundle.load(saved).edit_defaults == {"keep_q": 0.5, "lr": 0.01}
 
 
+def test_class_appearance_round_trip(saved):
+    b = Bundle.load(saved)
+    b.classes = [b.classes[0], ClassInfo("skin", (255, 200, 160), appearance=(180, 130, 100)), b.classes[2]]
+    b.save(saved)
+    m = json.loads((saved / "model.json").read_text())
+    assert "appearance" not in m["classes"][0] and m["classes"][1]["appearance"] == [180, 130, 100]
+    assert Bundle.load(saved).classes[1].appearance == (180, 130, 100)
+
+
 def test_missing_generator_file(saved):
     (saved / "generator.pt").unlink()
     with pytest.raises(BundleError, match=r"generator\.pt: missing file"):
@@ -61,6 +70,8 @@ def test_missing_manifest_and_folder(tmp_path, saved):
      r"classes 'a' and 'b' share the colour \[1, 2, 3\]"),
     ({"classes": [{"name": "a", "color": [1, 2, 300]}, {"name": "b", "color": [0, 0, 0]}]},
      r"classes\[0\] \(a\) 'color'"),
+    ({"classes": [{"name": "a", "color": [1, 2, 3], "appearance": [1, 2]}, {"name": "b", "color": [0, 0, 0]}]},
+     r"classes\[0\] \(a\) 'appearance' must be 3 integers"),
     ({"resolution": 64}, r"field 'resolution' is 64"),
     ({"edit_defaults": {"keep_q": -1}}, r"'edit_defaults': keep_q must be a finite number"),
     ({"edit_defaults": {"bogus": 1}}, r"'edit_defaults': unknown edit setting 'bogus'"),

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from editgan.class_colours import class_colour_reference
+from editgan.class_colours import PartColours, class_colour_reference, mean_class_colours
 
 
 def _two_tone(r: int = 32):
@@ -51,3 +51,37 @@ def test_reference_at_512_is_the_64_grid_result_upsampled():
     ref_big, weight_big = class_colour_reference(big, up(before), up(target))
     assert int(weight_big.sum()) == 64 * 100
     assert torch.allclose(ref_big[:, 8 * 25, 8 * 25], ref_small[:, 25, 25], atol=0.02)
+
+
+def test_a_chosen_colour_decides_and_a_usual_one_only_where_the_image_shows_no_such_part():
+    image, before = _two_tone()
+    target = before.copy()
+    target[10:14, 10:14] = 2          # blue painted into the red half: the image shows class 2
+    target[20:22, 4:6] = 3            # class 3 is nowhere in the image
+    green, grey, white = torch.tensor([-1.0, 1.0, -1.0]), torch.tensor([0.1, 0.1, 0.1]), torch.ones(3)
+    at = lambda ref, y, x: ref[:, y, x]
+
+    usual = PartColours(usual={2: white, 3: grey})
+    reference, weight = class_colour_reference(image, before, target, usual)
+    assert torch.allclose(at(reference, 11, 11), image[:, 0, -1], atol=1e-4)   # the image's own blue wins
+    assert torch.equal(at(reference, 20, 4), grey) and float(weight[0, 20, 4]) == 1.0
+
+    chosen = PartColours(chosen={2: green}, usual={2: white, 3: grey})
+    reference, weight = class_colour_reference(image, before, target, chosen)
+    assert torch.equal(at(reference, 11, 11), green) and torch.equal(at(reference, 20, 4), grey)
+    painted = before != target
+    assert np.array_equal(weight[0].numpy() > 0, painted)
+
+
+def test_mean_class_colours_of_annotations():
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[:2] = (10, 20, 30)
+    image[2:] = (200, 100, 0)
+    image[3, 3] = (100, 50, 1)
+    labels = np.zeros((4, 4), np.uint8)
+    labels[2:] = 1
+    second = np.full((2, 2, 3), 7, np.uint8), np.zeros((2, 2), np.uint8)
+    colours = mean_class_colours([image, second[0]], [labels, second[1]], num_classes=3)
+    assert colours[0] == (round((8 * 10 + 4 * 7) / 12), round((8 * 20 + 4 * 7) / 12), round((8 * 30 + 4 * 7) / 12))
+    assert colours[1] == (round((7 * 200 + 100) / 8), round((7 * 100 + 50) / 8), round(1 / 8))
+    assert colours[2] is None

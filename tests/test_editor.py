@@ -5,6 +5,7 @@ from PIL import Image
 
 from editgan.bundle import Bundle, ClassInfo
 from editgan.editing import edit_region, region_radius, render_probabilities
+from editgan import editor as editor_module
 from editgan.editor import Cancelled, Editor, EditorError, EditResult, PresetInfo, Session
 from editgan.generator import Generator
 from editgan.geometry import feather, fit, to_source
@@ -88,6 +89,12 @@ def test_edit_validation(editor, session):
         (dict(labels=labels, steps=True), "invalid_argument"),
         (dict(labels=labels, lambda_ce=float("nan")), "invalid_argument"),
         (dict(labels=labels, bogus=1.0), "invalid_argument"),
+        (dict(labels=labels, part_colours={"nope": [1, 2, 3]}, lambda_colour=1.0), "unknown_class"),
+        (dict(labels=labels, part_colours={"lips": [1, 2]}, lambda_colour=1.0), "invalid_argument"),
+        (dict(labels=labels, part_colours={"lips": [1, 2, 256]}, lambda_colour=1.0), "invalid_argument"),
+        (dict(labels=labels, part_colours={"lips": [1, 2, True]}, lambda_colour=1.0), "invalid_argument"),
+        (dict(labels=labels, part_colours=[("lips", [1, 2, 3])], lambda_colour=1.0), "invalid_argument"),
+        (dict(labels=labels, part_colours={"lips": [1, 2, 3]}), "invalid_argument"),  # the colour term is off
     ]
     for kwargs, code in cases:
         with pytest.raises(EditorError) as e:
@@ -219,11 +226,34 @@ def test_learn_preset_from_several_faces(editor, session, source):
     for name, edits, code in [("///", [(other, painted)], "invalid_argument"),  # refused before any step runs
                               ("ok", [], "invalid_argument"), ("ok", [(None, painted)], "invalid_argument"),
                               ("ok", [(other, painted), (other, other.source_labels.copy())], "no_change"),
-                              ("ok", [(session, painted)], "invalid_argument")]:  # a 32×32 painting on 48×40
+                              ("ok", [(session, painted)], "invalid_argument"),  # a 32×32 painting on 48×40
+                              ("ok", [(other, painted, {"lips": (1, 2, 3)})], "invalid_argument"),  # term off
+                              ("ok", [(other, painted, {"nope": (1, 2, 3)})], "unknown_class"),
+                              ("ok", [(other, painted, None, None)], "invalid_argument")]:
         with pytest.raises(EditorError) as e:
             editor.learn_preset(name, edits, steps=3, progress=lambda s, t, p=None: ran.append(s))
         assert e.value.code == code, (name, code)
     assert ran == [] and editor.list_presets() == []
+
+
+def test_a_preset_learned_from_several_faces_keeps_each_ones_part_colours(bundle_path, source, monkeypatch):
+    b = Bundle.load(bundle_path)
+    b.edit_defaults = {"lambda_colour": 2.0}
+    ed = Editor(b, perceptual="fallback")
+    seen = []
+    real = editor_module.presets_lib.learn_vector
+    monkeypatch.setattr(editor_module.presets_lib, "learn_vector",
+                        lambda *a, **kw: seen.append(kw["part_colours"]) or real(*a, **kw))
+    first, second = ed.embed(source, steps=4), ed.embed(source[:, ::-1].copy(), steps=4)
+    ed.edit(first, _painted(first), steps=2, part_colours={"lips": (250, 0, 0)})
+    ed.edit(second, _painted(second), steps=2)
+    assert first.last_part_colours == {"lips": (250, 0, 0)} and second.last_part_colours == {}
+    ed.learn_preset("two", [(s, s.last_painted, s.last_part_colours) for s in (first, second)], steps=2)
+    assert [set(c.chosen) for c in seen[0]] == [{2}, set()]
+    assert torch.allclose(seen[0][0].chosen[2], torch.tensor([250 / 127.5 - 1, -1.0, -1.0]))
+    ed.apply_presets(first, [("two", 1.0)])
+    assert first.last_painted is None and first.last_part_colours is None
+    ed.delete_preset("two")
 
 
 def test_the_bundles_edit_defaults_apply_and_overrides_win(bundle_path, source):
@@ -236,6 +266,34 @@ def test_the_bundles_edit_defaults_apply_and_overrides_win(bundle_path, source):
     assert kept.box[2:] == (0, 0) and kept.metrics["best_step"] == 0
     free = ed.edit(s, _painted(s), steps=6, keep_q=0.0)
     assert free.box[2] > 0 and free.metrics["best_step"] > 0
+
+
+def test_painted_parts_follow_the_users_colour(editor, session):
+    labels = _painted(session)
+    painted = labels != session.source_labels
+    name = editor.class_names[int(labels[painted][0])]
+    brightness = {}
+    for rgb in ((0, 0, 0), (255, 255, 255)):
+        result = editor.edit(session, labels, steps=10, from_presets=False, keep_q=0.0, lambda_colour=50.0,
+                             part_colours={name: rgb})
+        brightness[rgb] = float(result.image[painted].mean())
+    assert brightness[(255, 255, 255)] > brightness[(0, 0, 0)] + 10, brightness
+
+
+def test_the_bundles_class_appearance_guides_parts_the_face_does_not_show(bundle_path, source, monkeypatch):
+    b = Bundle.load(bundle_path)
+    b.classes = [b.classes[0], ClassInfo("skin", (200, 150, 120), appearance=(255, 0, 127)), *b.classes[2:]]
+    ed = Editor(b, perceptual="fallback")
+    assert list(ed.usual_colours) == [1] and torch.allclose(ed.usual_colours[1], torch.tensor([1.0, -1.0, -0.00392]),
+                                                            atol=1e-4)
+    seen = []
+    real = editor_module.segmentation_edit
+    monkeypatch.setattr(editor_module, "segmentation_edit",
+                        lambda *a, **kw: seen.append(kw["part_colours"]) or real(*a, **kw))
+    s = ed.embed(source, steps=4)
+    ed.edit(s, _painted(s), steps=2, lambda_colour=1.0, part_colours={"eye": (0, 0, 255)})
+    assert set(seen[0].usual) == {1} and set(seen[0].chosen) == {3}
+    assert torch.equal(seen[0].chosen[3], torch.tensor([-1.0, -1.0, 1.0]))
 
 
 def test_without_segmenter(bundle_path, source):

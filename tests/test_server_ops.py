@@ -78,6 +78,30 @@ def test_edit_snaps_and_returns_cropped_rgba(client):
     assert e.value.code == "invalid_image"
 
 
+def test_edit_with_part_colours(client, editor, monkeypatch):
+    info = client.hello()
+    palette = palette_of(info)
+    src = face(32, 32, 5)
+    emb = client.embed(src, **STEPS)
+    target = next(i for i in range(len(palette)) if (emb["labels"] != i).mean() > 0.5)
+    name, seg = info["classes"][target]["name"], paint_edit(emb["segmentation"], palette, target)
+    for colours, code in [([1, 2, 3], "bad_request"), ({"nope": [1, 2, 3]}, "unknown_class"),
+                          ({name: [1, 2]}, "bad_request"), ({name: [0, 0, 256]}, "bad_request"),
+                          ({name: [0, 0, 1.5]}, "bad_request"),
+                          ({name: [0, 0, 0]}, "bad_request")]:  # the tiny bundle's colour term is off
+        with pytest.raises(ClientError) as e:
+            client.request("edit", {"session": emb["session"], "steps": 2, "part_colours": colours},
+                           {"segmentation": (seg, None, None)})
+        assert e.value.code == code, colours
+    monkeypatch.setattr(editor, "edit_settings", editor.edit_settings.replace(lambda_colour=50.0, keep_q=0.0))
+    painted = seg[..., 3] == 255
+    brightness = {}
+    for rgb in ((0, 0, 0), (255, 255, 255)):
+        res = client.edit(emb["session"], seg, steps=10, from_presets=False, part_colours={name: rgb})
+        brightness[rgb] = float(composite(src, res)[..., :3][painted].mean())
+    assert brightness[(255, 255, 255)] > brightness[(0, 0, 0)] + 10, brightness
+
+
 def test_presets_save_apply_compose_list_delete(client):
     info = client.hello()
     palette = palette_of(info)

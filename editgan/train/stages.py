@@ -9,6 +9,7 @@ default strength on others from ``STRENGTH_SEEDS[name]`` on; the benchmark uses 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from .. import toyfaces
 from ..bundle import Bundle
+from ..class_colours import mean_class_colours
 from ..encoder import Encoder
 from ..generator import Generator, GeneratorConfig
 from ..imageio import tensor_psnr
@@ -129,6 +131,8 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
     the 219k model: per pixel 0.646 mIoU; 3×3 0.679; 3×3 + RGB 0.696; 5×5 + RGB 0.703; the same
     trained on standardized maps (``standardize``, see ``train_segmenter``) 0.714.
 
+    Each class's ``appearance`` (its mean colour in the annotated renders) is set too.
+
     ``mirror``: also embed each annotated render mirrored left-right, with its labels mirrored (no
     toy-portrait class has a side, so these are the same 16 annotations, seen twice). On 80 held-out
     renders with the 160k model: mIoU 0.471 → 0.493; extra embeddings of the same render (encoder
@@ -140,6 +144,10 @@ def train_segmenter_stage(bundle: Bundle, embed_steps: int = 100, seg_steps: int
     g = bundle.generator
     perceptual, status = make_perceptual_loss(prefer="auto")
     images, labels = annotated_renders(seeds, g.resolution)
+    # the annotations also tell what each class looks like: the colour of a part painted where the
+    # face shows none of it yet (class_colours)
+    bundle.classes = [dataclasses.replace(c, appearance=a)
+                      for c, a in zip(bundle.classes, mean_class_colours(images, labels, len(bundle.classes)))]
     if mirror:
         images += [np.ascontiguousarray(img[:, ::-1]) for img in images]
         labels += [np.ascontiguousarray(lab[:, ::-1]) for lab in labels]
