@@ -174,7 +174,7 @@ def test_krita_analyze_edit_preset_end_to_end(tmp_path):
     assert report["exit_code"] == 0, context
     checks = report["checks"]
     assert checks["source_unchanged"] and checks["segmentation_unchanged"], context
-    assert checks["swatch_sets_foreground"], context
+    assert checks["swatch_sets_foreground"] and checks["part_colour_on_swatch"], context
     assert checks["region"] == [8, 8, 240, 240], context
     names = checks["layer_names"]
     assert names.index("EditGAN segmentation") > 0, context

@@ -216,6 +216,27 @@ def test_layers_stack_newest_on_top_and_each_undoes_in_one_step(env):
     assert env.doc.layer_names()[-1] == "EditGAN segmentation"
 
 
+def test_chosen_part_colours_travel_with_edits_and_leave_with_their_class(env):
+    changes = []
+    env.ctl.part_colours_changed.connect(changes.append)
+    run(env, "analyze")
+    paint_lips_lower(env, layer(env, "EditGAN segmentation"), Rect(0, 0, 32, 24))
+    assert run(env, "apply_edit", 3)[1] and "part_colours" not in last_request(env)
+    env.ctl.set_part_colour("lips", (180, 20, 30))
+    env.ctl.set_part_colour("glasses", [10, 10, 10])       # a class this model lacks (see below)
+    env.doc.setActiveNode(env.source)
+    assert run(env, "apply_edit", 3)[1]
+    assert last_request(env)["part_colours"] == {"lips": [180, 20, 30], "glasses": [10, 10, 10]}
+    with pytest.raises(ValueError):
+        env.ctl.set_part_colour("lips", (0, 0, 300))
+    env.ctl.client.hello.emit(HELLO)                      # a (re)connect: this model has no glasses
+    assert env.ctl.part_colours == {"lips": (180, 20, 30)} and changes[-1] == {"lips": (180, 20, 30)}
+    env.ctl.set_part_colour("lips", None)
+    env.doc.setActiveNode(env.source)
+    assert run(env, "apply_edit", 3)[1] and "part_colours" not in last_request(env)
+    assert changes[-1] == {}
+
+
 def test_previews_stream_while_a_job_runs_and_clear_at_the_end(env):
     previews = []
     env.ctl.preview.connect(previews.append)

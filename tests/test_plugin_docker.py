@@ -11,8 +11,9 @@ from editgan_krita import controller as controller_module  # noqa: E402
 from editgan_krita import deps, extension  # noqa: E402
 from editgan_krita.client import Buffer, Client  # noqa: E402
 from editgan_krita.controller import Controller  # noqa: E402
+from editgan_krita import docker as docker_module  # noqa: E402
 from editgan_krita.docker import EditGANDocker  # noqa: E402
-from editgan_krita.qt_compat import CHECKED, QLabel  # noqa: E402
+from editgan_krita.qt_compat import CHECKED, QColor, QLabel  # noqa: E402
 from editgan_krita.transport import Transport  # noqa: E402
 
 
@@ -124,6 +125,28 @@ def test_docker_save_preset_asks_a_name_and_passes_the_every_layer_choice(ctl, m
     docker.save_every.setChecked(True)
     docker.save_button.click()
     assert calls == [("wide smile", False), ("shared", True)]
+
+
+def test_docker_swatch_menu_chooses_the_colour_of_new_parts(ctl, monkeypatch):
+    assert wait_until(lambda: ctl.client.connected)
+    docker = EditGANDocker()
+    lips = next(entry for _, entry in docker.swatch_entries if entry.name == "lips")
+    asked = []
+    monkeypatch.setattr(docker_module.QColorDialog, "getColor",
+                        lambda initial, *a: asked.append(initial.getRgb()[:3]) or QColor(180, 20, 30))
+    choose, automatic = docker.part_colour_menu(lips).actions()
+    assert "Right-click" in docker.part_colours.text() and not automatic.isEnabled()
+    choose.trigger()
+    assert asked == [(200, 40, 60)]                        # no appearance known: the palette colour
+    assert ctl.part_colours == {"lips": (180, 20, 30)}
+    assert "lips" in docker.part_colours.text() and "#b4141e" in docker.part_colours.text()
+    button = next(b for b, entry in docker.swatch_entries if entry.name == "lips")
+    assert "border-bottom: 5px solid #b4141e" in button.styleSheet()
+    choose, automatic = docker.part_colour_menu(lips).actions()
+    choose.trigger()
+    assert asked[-1] == (180, 20, 30)                      # the dialog opens on the current choice
+    automatic.trigger()
+    assert ctl.part_colours == {} and "border-bottom" not in button.styleSheet()
 
 
 def test_docker_shows_progress_and_errors(ctl):

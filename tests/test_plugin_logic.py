@@ -61,7 +61,8 @@ def test_rect_maths():
 
 # -- palette ------------------------------------------------------------------------------------
 CLASSES = [{"name": "background", "color": [0, 0, 0]}, {"name": "skin", "color": [230, 190, 160]},
-           {"name": "lips", "color": [200, 40, 60]}, {"name": "eye_white", "color": [255, 255, 255]}]
+           {"name": "lips", "color": [200, 40, 60], "appearance": [150, 60, 70]},
+           {"name": "eye_white", "color": [255, 255, 255]}]
 
 
 def test_palette_from_hello_keeps_class_ids_names_and_colours():
@@ -71,12 +72,16 @@ def test_palette_from_hello_keeps_class_ids_names_and_colours():
     assert palette.by_name(entries, "eye_white").label == "eye white"
     assert palette.by_name(entries, "nose") is None
     assert entries[0].text_hex() == "#ffffff" and entries[3].text_hex() == "#000000"
-    assert "#c8283c" in palette.swatch_style(entries[2])
+    assert "#c8283c" in palette.swatch_style(entries[2]) and "border-bottom" not in palette.swatch_style(entries[2])
+    assert entries[2].appearance == (150, 60, 70) and entries[1].appearance is None
+    assert "border-bottom: 5px solid #0a141e" in palette.swatch_style(entries[2], (10, 20, 30))
 
 
 def test_palette_rejects_bad_colours():
     with pytest.raises(ValueError):
         palette.from_hello([{"name": "x", "color": [300, 0, 0]}])
+    with pytest.raises(ValueError, match="appearance"):
+        palette.from_hello([{"name": "x", "color": [3, 0, 0], "appearance": [1, 2]}])
 
 
 # -- vendored dependencies ------------------------------------------------------------------------

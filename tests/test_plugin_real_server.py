@@ -98,3 +98,18 @@ def test_expired_session_is_reembedded_transparently(env):
     assert wait_until(lambda: closed, timeout=10) and closed[0].get("closed") is True
     run(ctl, done, "apply_edit", 3)
     check_result(doc, source, ctl, "EditGAN: edit")
+
+
+def test_a_chosen_part_colour_reaches_the_engine(env, editor, monkeypatch):  # noqa: F811
+    doc, source, ctl, done = env
+    monkeypatch.setattr(editor, "edit_settings", editor.edit_settings.replace(lambda_colour=3.0))
+    seen, real = [], editor.edit
+    monkeypatch.setattr(editor, "edit", lambda *a, **kw: seen.append(kw.get("part_colours")) or real(*a, **kw))
+    run(ctl, done, "analyze")
+    seg = layer(doc, "EditGAN segmentation")
+    lips = palette.by_name(palette.from_hello(ctl.info["classes"]), "lips").rgb
+    seg.setPixelData(rgba_to_bgra(bytes([*lips, 255])) * 24 * 12, 12, 12, 24, 12)
+    ctl.set_part_colour("lips", (180, 20, 30))
+    run(ctl, done, "apply_edit", 3)
+    check_result(doc, source, ctl, "EditGAN: edit")
+    assert seen == [{"lips": (180, 20, 30)}]

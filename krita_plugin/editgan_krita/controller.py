@@ -52,6 +52,7 @@ class Controller(QObject):
     preview = pyqtSignal(object)             # rgb8 Buffer of the job's current model image, or None
     message = pyqtSignal(str, bool)          # text, is_error
     finished = pyqtSignal(str, bool, str)    # job kind, ok, new layer uid or error message
+    part_colours_changed = pyqtSignal(object)  # {class name: (r, g, b)}
 
     def __init__(self, client: Client = None, parent=None):
         super().__init__(parent)
@@ -59,6 +60,7 @@ class Controller(QObject):
         self.sessions = SessionStore()
         self.job = None
         self.last_result = None  # {layer, name, metrics, box (document pixels)} of the last new layer
+        self.part_colours = {}   # class name -> (r, g, b): how the parts painted with that class should look
         self.state = ("disconnected", "")
         self.client.state_changed.connect(self._on_state)
         self.client.hello.connect(self._on_hello)
@@ -89,8 +91,24 @@ class Controller(QObject):
         self.state_changed.emit(state, detail)
 
     def _on_hello(self, info):
+        names = {c.get("name") for c in (info or {}).get("classes") or () if isinstance(c, dict)}
+        if any(name not in names for name in self.part_colours):  # another model: its classes differ
+            self.part_colours = {k: v for k, v in self.part_colours.items() if k in names}
+            self.part_colours_changed.emit(dict(self.part_colours))
         self.info_changed.emit(info)
         self.presets_changed.emit(self.presets)
+
+    def set_part_colour(self, name: str, rgb=None) -> None:
+        """How parts painted with class ``name`` should look in the next edits: (r, g, b), or None
+        for the model's own choice (the colour the class has nearby in the picture)."""
+        if rgb is None:
+            self.part_colours.pop(name, None)
+        else:
+            rgb = tuple(int(v) for v in rgb)
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise ValueError(f"a colour is 3 values 0..255, got {rgb!r}")
+            self.part_colours[name] = rgb
+        self.part_colours_changed.emit(dict(self.part_colours))
 
     # -- user commands ----------------------------------------------------------------------
     def analyze(self, steps: int = None) -> None:
@@ -134,8 +152,11 @@ class Controller(QObject):
             return self._fail("edit", str(e))
         job = Job("edit", doc, entry, EDIT_NAME)
         job.runner = self._runner(job, source)
-        self._start(job, "edit", {"segmentation": Buffer(seg, entry.region.width, entry.region.height),
-                                  "steps": int(steps), "preview": True})
+        fields = {"segmentation": Buffer(seg, entry.region.width, entry.region.height), "steps": int(steps),
+                  "preview": True}
+        if self.part_colours:
+            fields["part_colours"] = {name: list(rgb) for name, rgb in self.part_colours.items()}
+        self._start(job, "edit", fields)
 
     def apply_presets(self, choices, refine_steps: int = None) -> None:
         """Apply one or several presets [(name, strength)] → "EditGAN: smile ×1.0 + glasses ×0.5"."""

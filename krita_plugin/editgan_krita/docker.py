@@ -9,10 +9,10 @@ from krita import DockWidget
 from . import deps, palette, settings
 from .document import set_foreground
 from .layer import format_strength
-from .qt_compat import (CHECKED, HORIZONTAL, IMAGE_RGB888, ITEM_CHECKABLE, ITEM_ENABLED, UNCHECKED, USER_ROLE,
-                        QCheckBox, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QImage, QInputDialog, QLabel,
-                        QLineEdit, QListWidget, QListWidgetItem, QPixmap, QProgressBar, QPushButton, QSlider,
-                        QSpinBox, QToolButton, QVBoxLayout, QWidget)
+from .qt_compat import (CHECKED, CUSTOM_CONTEXT_MENU, HORIZONTAL, IMAGE_RGB888, ITEM_CHECKABLE, ITEM_ENABLED,
+                        UNCHECKED, USER_ROLE, QCheckBox, QColor, QColorDialog, QComboBox, QGridLayout, QGroupBox,
+                        QHBoxLayout, QImage, QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMenu,
+                        QPixmap, QProgressBar, QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 STATE_COLORS = {"connected": "#3a3", "connecting": "#d90", "server_gone": "#d33", "disconnected": "#888",
                 "incompatible": "#d33"}
@@ -75,8 +75,13 @@ class EditGANDocker(DockWidget):
         layout.addLayout(row)
 
         classes = QGroupBox("Classes (click to paint with)", root)
-        self.swatches = QGridLayout(classes)
+        box = QVBoxLayout(classes)
+        self.swatches = QGridLayout()
         self.swatches.setSpacing(3)
+        box.addLayout(self.swatches)
+        self.part_colours = QLabel(classes)
+        self.part_colours.setWordWrap(True)
+        box.addWidget(self.part_colours)
         layout.addWidget(classes)
 
         self.steps = self._steps_box(root, "edit_steps", "Optimization steps of the edit (the paper: 30)")
@@ -158,6 +163,7 @@ class EditGANDocker(DockWidget):
         c.progress.connect(self._on_progress)
         c.preview.connect(self._on_preview)
         c.message.connect(self._on_message)
+        c.part_colours_changed.connect(self._on_part_colours)
         for signal in (self.connect_button.clicked, self.address.returnPressed, self.keys.returnPressed):
             signal.connect(lambda *_: c.connect_to(self.address.text().strip(), self.keys.text().strip()))
         self.analyze_button.clicked.connect(lambda: c.analyze(self.embed_steps.value()))
@@ -178,6 +184,7 @@ class EditGANDocker(DockWidget):
     def _on_info(self, info):
         while self.swatches.count():
             self.swatches.takeAt(0).widget().deleteLater()
+        self.swatch_entries = []
         if not info:
             self.model.setText("Model: —")
         else:
@@ -196,19 +203,50 @@ class EditGANDocker(DockWidget):
             except (ValueError, KeyError, TypeError) as e:  # a broken server must not break the docker
                 entries = []
                 self._on_message(f"The server sent an unusable class palette: {e}", True)
-            for i, entry in enumerate(entries):
-                self.swatches.addWidget(self._swatch(entry), i // SWATCH_COLUMNS, i % SWATCH_COLUMNS)
+            self.swatch_entries = [(self._swatch(entry), entry) for entry in entries]
+            for i, (button, _) in enumerate(self.swatch_entries):
+                self.swatches.addWidget(button, i // SWATCH_COLUMNS, i % SWATCH_COLUMNS)
+        self._on_part_colours(self.controller.part_colours)
         self._on_presets(self.controller.presets)
         self._update_enabled()
 
     def _swatch(self, entry):
         button = QToolButton(self)
         button.setText(entry.label)
-        button.setToolTip(f"{entry.name} — {entry.hex}: click to paint this class")
-        button.setStyleSheet(palette.swatch_style(entry))
+        button.setToolTip(f"{entry.name} — {entry.hex}: click to paint this class; "
+                          "right-click to choose how new parts of it look")
         button.setSizePolicy(self.analyze_button.sizePolicy())
         button.clicked.connect(lambda: self._pick(entry))
+        button.setContextMenuPolicy(CUSTOM_CONTEXT_MENU)
+        button.customContextMenuRequested.connect(
+            lambda pos: self.part_colour_menu(entry).exec(button.mapToGlobal(pos)))
         return button
+
+    def _on_part_colours(self, colours):
+        for button, entry in self.swatch_entries:
+            button.setStyleSheet(palette.swatch_style(entry, colours.get(entry.name)))
+        if colours:
+            chosen = ", ".join(f"<span style='color:{palette.hex_of(rgb)}'>■</span> {name.replace('_', ' ')}"
+                               for name, rgb in sorted(colours.items()))
+            self.part_colours.setText(f"<small>New parts drawn in your colour: {chosen}</small>")
+        else:
+            self.part_colours.setText("<small>Right-click a class to choose the colour of parts you paint "
+                                      "with it (e.g. red glasses).</small>")
+
+    def part_colour_menu(self, entry):
+        """The swatch's menu: choose the colour of new parts of this class, or give the choice back."""
+        menu = QMenu(self)
+        menu.addAction(f"Colour of new {entry.label}…", lambda: self._choose_part_colour(entry))
+        automatic = menu.addAction(f"Automatic colour for {entry.label}",
+                                   lambda: self.controller.set_part_colour(entry.name, None))
+        automatic.setEnabled(entry.name in self.controller.part_colours)
+        return menu
+
+    def _choose_part_colour(self, entry):
+        current = self.controller.part_colours.get(entry.name) or entry.appearance or entry.rgb
+        colour = QColorDialog.getColor(QColor(*current), self, f"Colour of new {entry.label}")
+        if colour.isValid():
+            self.controller.set_part_colour(entry.name, (colour.red(), colour.green(), colour.blue()))
 
     def _pick(self, entry):
         if set_foreground(entry.rgb):

@@ -43,6 +43,8 @@ QListWidgetItem = QtWidgets.QListWidgetItem
 QProgressBar = QtWidgets.QProgressBar
 QInputDialog = QtWidgets.QInputDialog
 QGroupBox = QtWidgets.QGroupBox
+QMenu = QtWidgets.QMenu
+QColorDialog = QtWidgets.QColorDialog
 
 
 def _enum(scope, scoped_name: str, name: str):
@@ -58,3 +60,4 @@ ITEM_ENABLED = _enum(Qt, "ItemFlag", "ItemIsEnabled")
 HORIZONTAL = _enum(Qt, "Orientation", "Horizontal")
 USER_ROLE = _enum(Qt, "ItemDataRole", "UserRole")
 IMAGE_RGB888 = _enum(QImage, "Format", "Format_RGB888")
+CUSTOM_CONTEXT_MENU = _enum(Qt, "ContextMenuPolicy", "CustomContextMenu")

@@ -153,9 +153,11 @@ class Driver:
         seg_predicted = bytes(seg.pixelData(0, 0, width, height))
         lips_rgb = palette.by_name(palette.from_hello(ctl.info["classes"]), "lips").rgb
         view = app.activeWindow().activeView()
-        self._click_swatch(app, "lips")
+        self._swatch(app, "lips").click()
         fg = view.foregroundColor().colorForCanvas(view.canvas())
         checks["swatch_sets_foreground"] = (fg.red(), fg.green(), fg.blue()) == tuple(lips_rgb)
+        ctl.set_part_colour("lips", (150, 30, 60))  # what the swatch menu's colour dialog does
+        checks["part_colour_on_swatch"] = "border-bottom: 5px solid #961e3c" in self._swatch(app, "lips").styleSheet()
         lips = color_box(seg_predicted, width, lips_rgb)
         seg_painted = self.paint(seg, width, height, lips_rgb, lips)
         doc.setActiveNode(seg)
@@ -163,6 +165,7 @@ class Driver:
         yield self.job("apply edit", 150)
         self.expect_ok("apply edit", "edit")
         edit = None if "edit" in self.report["no_change"] else dict(ctl.last_result)
+        ctl.set_part_colour("lips", None)
 
         presets = [p["name"] for p in ctl.presets]
         if not presets:
@@ -272,14 +275,13 @@ class Driver:
                            "above_source": names.index(expected) > names.index(source.name())}
         self.step("checks done")
 
-    def _click_swatch(self, app, name):
-        """Click a class swatch in the docker, as a user would."""
+    def _swatch(self, app, name):
+        """A class swatch button in the docker, to click as a user would."""
         for dock in app.activeWindow().qwindow().findChildren(QtWidgets.QDockWidget):
             if dock.objectName() == DOCKER_ID:
                 for button in dock.findChildren(QtWidgets.QToolButton):
                     if button.text() == name.replace("_", " "):
-                        button.click()
-                        return
+                        return button
         raise RuntimeError(f"no {name!r} swatch in the EditGAN docker")
 
     def _show_docker(self, app):
