@@ -7,11 +7,12 @@ import torch
 from editgan import toyfaces
 from editgan.bench.model_quality import ClassIoU
 from editgan.bundle import Bundle
+from editgan.class_colours import mean_class_colours
 from editgan.editor import Editor
 from editgan.geometry import dilate
 from editgan.models import DEMO_BUNDLE
 from editgan.photo_labels import PhotoSnapSettings
-from editgan.train.stages import HELD_OUT_SEED_BASE, PRESET_SEEDS, user_edit_labels
+from editgan.train.stages import HELD_OUT_SEED_BASE, PRESET_SEEDS, annotated_renders, user_edit_labels
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,15 @@ def test_manifest_and_parts(editor):
     assert {p["name"] for p in info["presets"]} == set(PRESET_SEEDS)
     size = sum(f.stat().st_size for f in DEMO_BUNDLE.rglob("*") if f.is_file())
     assert size <= 30 * 2**20
+
+
+def test_class_appearances_are_the_annotations_mean_colours(editor):
+    """What ``train segmenter`` writes, recomputed from the bundle's recorded annotation seeds."""
+    bundle = editor.bundle
+    images, labels = annotated_renders(bundle.provenance["segmenter_training"]["annotation_seeds"], 64)
+    assert [c.appearance for c in bundle.classes] == mean_class_colours(images, labels, len(bundle.classes))
+    glasses = bundle.classes[list(toyfaces.CLASSES).index("glasses")]
+    assert sorted(editor.usual_colours) == list(range(len(bundle.classes))) and glasses.appearance != glasses.color
 
 
 def test_samples_are_varied_images(editor):
