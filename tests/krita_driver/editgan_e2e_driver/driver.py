@@ -156,8 +156,8 @@ class Driver:
         self._swatch(app, "lips").click()
         fg = view.foregroundColor().colorForCanvas(view.canvas())
         checks["swatch_sets_foreground"] = (fg.red(), fg.green(), fg.blue()) == tuple(lips_rgb)
-        ctl.set_part_colour("lips", (150, 30, 60))  # what the swatch menu's colour dialog does
-        checks["part_colour_on_swatch"] = "border-bottom: 5px solid #961e3c" in self._swatch(app, "lips").styleSheet()
+        ctl.set_part_colour("lips", (110, 40, 150))  # violet lipstick: what the swatch menu's colour dialog does
+        checks["part_colour_on_swatch"] = "border-bottom: 5px solid #6e2896" in self._swatch(app, "lips").styleSheet()
         lips = color_box(seg_predicted, width, lips_rgb)
         seg_painted = self.paint(seg, width, height, lips_rgb, lips)
         doc.setActiveNode(seg)
@@ -165,7 +165,6 @@ class Driver:
         yield self.job("apply edit", 150)
         self.expect_ok("apply edit", "edit")
         edit = None if "edit" in self.report["no_change"] else dict(ctl.last_result)
-        ctl.set_part_colour("lips", None)
 
         presets = [p["name"] for p in ctl.presets]
         if not presets:
@@ -186,6 +185,7 @@ class Driver:
         Path(self.cfg["ready_file"]).write_text("ready")
         shot = Path(self.cfg["shot_done_file"])
         yield (lambda: shot.exists()), 30, "screenshot"
+        ctl.set_part_colour("lips", None)
 
         names = [n.name() for n in doc.topLevelNodes()]
         if preset is not None:  # one undo removes the newest result layer, and only it
