@@ -15,6 +15,7 @@ One client per thread: ZeroMQ sockets are not thread-safe.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
 import sys
@@ -260,6 +261,8 @@ def register(subparsers) -> None:
     p.add_argument("--refine-steps", type=int, default=0)
     p.add_argument("--segmentation", default=None, help="edited segmentation PNG (palette colours, image size; "
                    "transparent pixels = unchanged)")
+    p.add_argument("--part-colour", action="append", default=[], type=_parse_part_colour, metavar="CLASS=#RRGGBB",
+                   help="how the parts painted with CLASS should look (with --segmentation; repeat per class)")
     p.add_argument("--steps", type=int, default=None, help="edit steps (server default 30)")
     p.add_argument("--embed-steps", type=int, default=None, help="embedding steps (server default 100)")
     p.add_argument("--out", default=None, help="where to write the edited picture")
@@ -269,6 +272,15 @@ def register(subparsers) -> None:
     p.add_argument("--server-key", default=None, help="CURVE: the server's public key file (server.key)")
     p.add_argument("--client-key", default=None, help="CURVE: this client's secret key file (client.key_secret)")
     p.set_defaults(func=cmd_remote_edit)
+
+
+def _parse_part_colour(text: str) -> tuple[str, tuple[int, int, int]]:
+    """``glasses=#c8a040`` → ("glasses", (200, 160, 64))."""
+    name, _, colour = text.partition("=")
+    digits = colour.strip().lstrip("#")
+    if not name or len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise argparse.ArgumentTypeError(f"expected CLASS=#RRGGBB, got {text!r}")
+    return name, tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
 
 
 def _parse_preset(text: str, default: float | None):
@@ -283,6 +295,9 @@ def cmd_remote_edit(args) -> int:
         return 2
     if (args.preset or args.segmentation) and not args.out:
         print("error: --out is required for an edit", file=sys.stderr)
+        return 2
+    if args.part_colour and not args.segmentation:
+        print("error: --part-colour colours the parts painted in --segmentation", file=sys.stderr)
         return 2
     source = np.asarray(Image.open(args.image).convert("RGBA"))
 
@@ -300,7 +315,8 @@ def cmd_remote_edit(args) -> int:
                 print(f"wrote {args.analyze_out}")
             if args.segmentation:
                 seg = np.asarray(Image.open(args.segmentation).convert("RGBA"))
-                result = c.edit(emb["session"], seg, steps=args.steps, progress=show)
+                result = c.edit(emb["session"], seg, steps=args.steps, part_colours=dict(args.part_colour),
+                                progress=show)
             elif args.preset:
                 presets = [_parse_preset(p, args.strength) for p in args.preset]
                 result = c.apply_presets(emb["session"], presets, refine_steps=args.refine_steps, progress=show)

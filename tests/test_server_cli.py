@@ -109,7 +109,7 @@ def test_curve_allow_listed_client_only(tmp_path, editor, make_client):
         srv.close()
 
 
-def test_remote_edit_cli(tmp_path, server, capsys):
+def test_remote_edit_cli(tmp_path, server, editor, capsys, monkeypatch):
     import argparse
 
     from PIL import Image
@@ -145,3 +145,15 @@ def test_remote_edit_cli(tmp_path, server, capsys):
     assert run("--preset", "does_not_exist", "--out", str(tmp_path / "x.png")) == 1
     assert "unknown_preset" in capsys.readouterr().err
     assert run() == 2   # nothing to do
+    assert run("--part-colour", "lips=#ff0000", "--preset", "cli_preset", "--out", str(tmp_path / "x.png")) == 2
+    with pytest.raises(SystemExit):
+        run("--part-colour", "lips=red", "--segmentation", str(tmp_path / "edited.png"), "--out", str(tmp_path / "x.png"))
+    new_name = server.handlers.info["classes"][info_colors.index(new)]["name"]
+    painted = ["--segmentation", str(tmp_path / "edited.png"), "--steps", "2", "--out", str(tmp_path / "out3.png"),
+               "--part-colour", f"{new_name}=#C8A040"]
+    capsys.readouterr()
+    assert run(*painted) == 1 and "lambda_colour" in capsys.readouterr().err   # the tiny model's colour term is off
+    monkeypatch.setattr(editor, "edit_settings", editor.edit_settings.replace(lambda_colour=1.0))
+    seen, real = [], editor.edit
+    monkeypatch.setattr(editor, "edit", lambda *a, **kw: seen.append(kw["part_colours"]) or real(*a, **kw))
+    assert run(*painted) == 0 and seen == [{new_name: (200, 160, 64)}]
