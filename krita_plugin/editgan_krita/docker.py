@@ -78,6 +78,7 @@ class EditGANDocker(DockWidget):
         box = QVBoxLayout(classes)
         self.swatches = QGridLayout()
         self.swatches.setSpacing(3)
+        self.swatch_entries = []  # (button, palette entry), kept so the swatches can be restyled
         box.addLayout(self.swatches)
         self.part_colours = QLabel(classes)
         self.part_colours.setWordWrap(True)
