@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from editgan.editing import (Cancelled, EditSettings, class_region, edit_objective, edit_region, leak, region_radius, render,
-                             segmentation_edit)
+from editgan.editing import (PAPER_LR, Cancelled, EditSettings, class_region, edit_objective, edit_region, leak,
+                             region_radius, render, segmentation_edit)
 from editgan.imageio import to_uint8
 from editgan.presets import (Preset, PresetError, apply_vector, compose, delete_preset, learn_vector, list_presets,
                              load_preset, read_metadata, save_preset, set_default_strength)
@@ -133,6 +133,14 @@ def test_refinement_has_no_painting_to_colour(models):
     runs = [apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], refine_steps=4,
                          settings=EditSettings(lambda_colour=weight)) for weight in (0.0, 50.0)]
     assert torch.equal(runs[0].delta, runs[1].delta) and not torch.equal(runs[0].delta, delta)
+
+
+def test_refinement_steps_at_most_at_the_papers_lr(models):
+    """A bundle's larger edit lr does not reach refinement, which polishes what the vector draws."""
+    g, seg, perceptual, ws, recon, labels, delta = models
+    runs = [apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], refine_steps=4,
+                         settings=EditSettings(lr=lr)) for lr in (PAPER_LR, 0.06, 0.005)]
+    assert torch.equal(runs[0].delta, runs[1].delta) and not torch.equal(runs[0].delta, runs[2].delta)
 
 def _face(g, seg, seed, block):
     """A face of the model and its labels with ``block`` (y0, y1, x0, x1) repainted to another class."""
