@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -242,11 +243,16 @@ def validate_classes(classes, where: Path) -> list[ClassInfo]:
     return out
 
 
+def is_rgb8(value) -> bool:
+    """Whether ``value`` is a colour as the project's files and messages carry it: 3 integers 0..255."""
+    return (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255 for v in value))
+
+
 def _rgb8(value, what: str) -> tuple[int, int, int]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+    if not is_rgb8(value):
         raise BundleError(f"{what} must be 3 integers in 0..255")
-    return tuple(value)
+    return tuple(int(v) for v in value)
 
 
 def validate_edit_defaults(value, where: Path) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import presets as presets_lib
-from .bundle import Bundle, BundleError, sanitize_name
+from .bundle import Bundle, BundleError, is_rgb8, sanitize_name
 from .class_colours import PartColours
 from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit, touched_classes
 from .embedding import default_embed_settings, embed as embed_image
@@ -228,26 +228,21 @@ class Editor:
         return result
 
     def _part_colours(self, part_colours, settings: EditSettings) -> PartColours:
-        """The user's {class name: (r, g, b) uint8}, checked, with the bundle's usual class colours."""
-        colours = PartColours(chosen=self._chosen_colours(part_colours or {}), usual=self.usual_colours)
-        if colours.chosen and settings.lambda_colour <= 0:
-            raise EditorError("invalid_argument", "part_colours need lambda_colour > 0 (the colour term is off)")
-        return colours
-
-    def _chosen_colours(self, part_colours) -> dict[int, torch.Tensor]:
-        """{class name: (r, g, b) uint8} → {class id: [3] in the generator's [-1, 1]}, checked."""
+        """The user's {class name: (r, g, b) uint8}, checked and in the generator's [-1, 1], with
+        the bundle's usual class colours."""
+        part_colours = part_colours or {}
         if not isinstance(part_colours, dict):
             raise EditorError("invalid_argument", f"part_colours must map class names to (r, g, b), got {part_colours!r}")
-        colours = {}
+        chosen = {}
         for name, rgb in part_colours.items():
             if name not in self.class_names:
                 raise EditorError("unknown_class", f"no class named {name!r} in this model")
-            if (not isinstance(rgb, (list, tuple)) or len(rgb) != 3
-                    or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255
-                               for v in rgb)):
+            if not is_rgb8(rgb):
                 raise EditorError("invalid_argument", f"colour of {name!r} must be 3 integers 0..255, got {rgb!r}")
-            colours[self.class_names.index(name)] = _model_colour(rgb)
-        return colours
+            chosen[self.class_names.index(name)] = _model_colour(rgb)
+        if chosen and settings.lambda_colour <= 0:
+            raise EditorError("invalid_argument", "part_colours need lambda_colour > 0 (the colour term is off)")
+        return PartColours(chosen=chosen, usual=self.usual_colours)
 
     def apply_presets(self, session: Session, items, *, refine_steps: int = 0, progress: Progress | None = None,
                       should_cancel: ShouldCancel | None = None) -> EditResult:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from editgan.bundle import BundleError, sanitize_name
+from editgan.bundle import BundleError, is_rgb8, sanitize_name
 
 from .jobs import JobContext, JobFn
 from .protocol import (MAX_ID_CHARS, MAX_NAME_CHARS, MAX_PAYLOAD_BYTES, MAX_TEXT_CHARS, PROTOCOL_VERSION, Limits,
@@ -157,7 +157,7 @@ class Handlers:
         for name, rgb in value.items():
             if not isinstance(name, str) or name not in names:
                 raise req.error("unknown_class", f"'part_colours': no class named {str(name)[:MAX_NAME_CHARS]!r}")
-            if not isinstance(rgb, list) or len(rgb) != 3 or any(type(v) is not int or not 0 <= v <= 255 for v in rgb):
+            if not is_rgb8(rgb):
                 raise req.error("bad_request", f"'part_colours.{name}' must be [r, g, b], integers 0..255")
             colours[name] = tuple(rgb)
         return colours
