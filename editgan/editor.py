@@ -223,7 +223,8 @@ class Editor:
         start = outcome.metrics["start"]
         outcome.metrics["start"] = None if start is None else \
             {"preset": candidates[start][0].name, "strength": candidates[start][1]}
-        result = self._finish(session, outcome)
+        # where the user repainted a class, the generator's drawing replaces the old part (blend_back)
+        result = self._finish(session, outcome, drawn=labels != session.source_labels)
         session.last_painted, session.last_part_colours = labels.copy(), dict(part_colours or {})
         return result
 
@@ -272,9 +273,10 @@ class Editor:
         session.last_painted = session.last_part_colours = None
         return result
 
-    def _finish(self, session: Session, outcome: EditOutcome) -> EditResult:
+    def _finish(self, session: Session, outcome: EditOutcome, drawn: np.ndarray | None = None) -> EditResult:
+        """Blend the outcome into the source; ``drawn``: the source pixels the user repainted (see ``blend_back``)."""
         image, region, box = blend_back(session.source, session.geometry, outcome.image, session.reconstruction,
-                                        outcome.composite)
+                                        outcome.composite, drawn=drawn)
         result = EditResult(image, box, outcome.image, outcome.labels, region,
                             outcome.delta[0].detach().cpu().numpy().astype(np.float32), outcome.classes,
                             outcome.metrics)

@@ -4,7 +4,8 @@ In: center-pad to a square (edge replication, so no artificial border reaches th
 (bicubic, antialiased) to R. Both steps are linear and separable, so they run as one (R × H) and
 one (R × W) matrix: a thin 8 × 8192 strip never becomes an 8192² square. Out: resize the
 *difference* (result − reconstruction) back, crop, add it to the ORIGINAL source only inside a
-feathered edit region, so every pixel outside it is bit-identical to the input. Labels go
+feathered edit region, so every pixel outside it is bit-identical to the input; where the user
+painted another class, the resized result itself replaces the source (see :func:`blend_back`). Labels go
 model→source by nearest neighbour and source→model by an area-weighted majority vote.
 """
 
@@ -207,8 +208,14 @@ def changed_box(a: np.ndarray, b: np.ndarray) -> Box:
     return (int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1))
 
 
+# A drawn pixel whose result moved this many uint8 levels (in some channel) or more is redrawn:
+# it takes the result itself (see blend_back).
+REDRAWN_LEVELS = 8.0
+
+
 def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruction: np.ndarray,
-               region: np.ndarray, feather_px: int | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+               region: np.ndarray, feather_px: int | None = None,
+               drawn: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
     """Composite a model-resolution edit into the full-resolution source.
 
     Args:
@@ -217,6 +224,13 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
         result, reconstruction: (R, R, 3) model images after/before the edit (uint8 or float 0..255).
         region: bool (R, R), the pixels to composite (Q, or the painted change within it).
         feather_px: feather radius at source size; default ≈ one model pixel (``side / R``), ≥ 1.
+        drawn: bool (H, W), pixels (within ``region``) that take the resized result itself instead
+            of source + difference where the edit redrew them: those the user repainted with another
+            class. There the source shows the part being replaced (an iris where a pupil now is),
+            and adding the difference would keep it, together with the reconstruction's error; the
+            generator's drawing of the new part is what belongs there. A drawn pixel the result
+            moved by less than ``REDRAWN_LEVELS`` mixes the two in proportion, so an edit that left
+            it alone leaves the source.
 
     Returns (image uint8 (H, W, 3), region at source size bool (H, W), changed box (x, y, w, h)).
     Pixels farther than 2·feather_px from the region are bit-identical to ``source``.
@@ -235,10 +249,20 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
     # resize the difference only over the rows/columns the alpha touches: separable matrices
     a = resize_matrix(r, geo.side)
     ay, ax = a[geo.top + y0:geo.top + y1], a[geo.left + x0:geo.left + x1]
-    diff = torch.from_numpy(result.astype(np.float32) - reconstruction.astype(np.float32))
-    diff = torch.einsum("yh,hwc,xw->yxc", ay, diff, ax).numpy()
+
+    def to_crop(model_image: np.ndarray) -> np.ndarray:
+        return torch.einsum("yh,hwc,xw->yxc", ay, torch.from_numpy(model_image), ax).numpy()
+
+    diff = to_crop(result.astype(np.float32) - reconstruction.astype(np.float32))
     a_crop = alpha[y0:y1, x0:x1, None]
     src = source[y0:y1, x0:x1]
-    blended = np.clip(np.round(src.astype(np.float32) + a_crop * diff), 0, 255).astype(np.uint8)
+    blended = src.astype(np.float32) + a_crop * diff
+    if drawn is not None:
+        assert drawn.shape == (geo.height, geo.width), f"drawn must be ({geo.height}, {geo.width}), got {drawn.shape}"
+        replace = (drawn & region_src)[y0:y1, x0:x1, None]
+        if replace.any():
+            weight = np.clip(np.abs(diff).max(-1, keepdims=True) / REDRAWN_LEVELS, 0, 1) * replace
+            blended = weight * to_crop(result.astype(np.float32)) + (1 - weight) * blended
+    blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     out[y0:y1, x0:x1] = np.where(a_crop > 0, blended, src)
     return out, region_src, changed_box(out, source)

@@ -8,7 +8,7 @@ from editgan.editing import edit_region, region_radius, render_probabilities
 from editgan import editor as editor_module
 from editgan.editor import Cancelled, Editor, EditorError, EditResult, PresetInfo, Session
 from editgan.generator import Generator
-from editgan.geometry import feather, fit, to_source
+from editgan.geometry import feather, fit, resize_matrix, to_source
 from editgan.imageio import to_uint8
 from editgan.photo_labels import PhotoSnapSettings, snap_to_photo, snap_to_source
 from tests.conftest import tiny_config
@@ -159,6 +159,17 @@ def test_edit_and_presets(editor, session, source, bundle_path):
     q = edit_region(session.labels, target, region_radius(32))
     assert 0 < (target != session.labels).sum() < q.sum()
     assert np.array_equal(result.region, to_source(target != session.labels, session.geometry))
+    # where the user repainted a class the source shows the old part: where the edit redrew it, the
+    # generator's drawing itself, resized to the source, replaces it (elsewhere the source gets the
+    # result's difference)
+    geo = session.geometry
+    rows = resize_matrix(32, geo.side)[geo.top:geo.top + 48].numpy()
+    cols = resize_matrix(32, geo.side)[geo.left:geo.left + 40].numpy()
+    drawn_model = np.einsum("yh,hwc,xw->yxc", rows, result.model_image.astype(np.float64), cols)
+    moved = np.einsum("yh,hwc,xw->yxc", rows, result.model_image - session.reconstruction.astype(np.float64), cols)
+    redrawn = result.region & (painted != session.source_labels) & (np.abs(moved).max(-1) >= 8)
+    assert redrawn.any()
+    assert np.abs(result.image[redrawn].astype(int) - np.clip(drawn_model[redrawn], 0, 255)).max() <= 1
     x, y, w, h = result.box
     diff = (result.image != source).any(-1)
     assert diff.any() and not diff[:y].any() and not diff[y + h:].any() and diff[y, :].any()

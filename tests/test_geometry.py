@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editgan.geometry import (Geometry, blend_back, changed_box, dilate, edit_to_model, feather, fit, resize_matrix,
+from editgan.geometry import (REDRAWN_LEVELS, Geometry, blend_back, changed_box, dilate, edit_to_model, feather, fit, resize_matrix,
                               to_source)
 
 
@@ -121,6 +121,35 @@ def test_blend_back_transfers_difference():
     expected = np.clip(source.astype(int) + 10, 0, 255)
     assert np.abs(out.astype(int) - expected).max() <= 1
     assert box == (0, 0, 64, 64)
+
+
+def test_blend_back_drawn_pixels_take_the_result_itself():
+    source = _image(64, 64, 5)
+    model, geo = fit(source, 32)
+    recon = np.clip(model.astype(int) + 30, 0, 255).astype(np.uint8)  # a reconstruction that misses the source
+    result = np.full((32, 32, 3), 200, np.uint8)
+    region = np.zeros((32, 32), bool)
+    region[8:16, 8:16] = True
+    drawn = np.zeros((64, 64), bool)
+    drawn[18:30, 18:30] = True              # inside the region at source size (16..32)
+    drawn[50:60, 50:60] = True              # outside it: ignored, the source stays
+    out, region_src, _ = blend_back(source, geo, result, recon, region, drawn=drawn)
+    assert np.all(out[18:30, 18:30] == 200)                      # the generator's drawing itself
+    plain, _, _ = blend_back(source, geo, result, recon, region)
+    ring = region_src & ~drawn
+    assert np.array_equal(out[ring], plain[ring])                 # elsewhere: source + difference
+    assert not np.array_equal(plain[18:30, 18:30], out[18:30, 18:30])
+    alpha = feather(region_src, 2)
+    assert np.array_equal(out[alpha == 0], source[alpha == 0])   # bit-identical outside, drawn or not
+    # an edit that left the drawn pixels alone leaves the source; a small change mixes in proportion
+    unchanged, _, box = blend_back(source, geo, recon, recon, region, drawn=drawn)
+    assert np.array_equal(unchanged, source) and box == (0, 0, 0, 0)
+    nudged, _, _ = blend_back(source, geo, recon.astype(np.float32) + 2, recon, region, drawn=drawn)
+    weight = 2 / REDRAWN_LEVELS   # the result moved 2 levels: a quarter of the way to the drawing itself
+    up = resize_matrix(32, 64).numpy()
+    recon_src = np.einsum("yh,hwc,xw->yxc", up, recon.astype(np.float64), up)
+    expected = np.clip(weight * (recon_src + 2) + (1 - weight) * (source + 2.0), 0, 255)
+    assert np.abs(nudged[18:30, 18:30] - expected[18:30, 18:30]).max() <= 1
 
 
 def test_blend_back_no_change():
