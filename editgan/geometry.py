@@ -5,8 +5,8 @@ In: center-pad to a square (edge replication, so no artificial border reaches th
 one (R × W) matrix: a thin 8 × 8192 strip never becomes an 8192² square. Out: resize the
 *difference* (result − reconstruction) back, crop, add it to the ORIGINAL source only inside a
 feathered edit region, so every pixel outside it is bit-identical to the input; where the user
-painted another class, the resized result itself replaces the source (see :func:`blend_back`). Labels go
-model→source by nearest neighbour and source→model by an area-weighted majority vote.
+painted another class, the resized result itself replaces the source (see :func:`blend_back`).
+Labels go model→source by nearest neighbour and source→model by an area-weighted majority vote.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editgan.geometry import (REDRAWN_LEVELS, Geometry, blend_back, changed_box, dilate, edit_to_model, feather, fit, resize_matrix,
-                              to_source)
+from editgan.geometry import (REDRAWN_LEVELS, Geometry, blend_back, changed_box, dilate, edit_to_model, feather, fit,
+                              resize_matrix, to_source)
 
 
 def _image(h, w, seed=0):
