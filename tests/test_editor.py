@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -344,12 +346,15 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
                       progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (4, 4)
     summary = tasks["summary"]
-    assert set(summary["smile"]) == {"noop", "edit", "edit-cold", "paper", "preset", "preset+10", "preset+30"}
-    assert set(summary["close_eyes"]) == {"noop", "edit", "edit-cold", "paper"}          # no such preset
+    assert set(summary["smile"]) == {"noop", "edit", "edit-colours", "edit-cold", "paper", "preset", "preset+10",
+                                     "preset+30"}
+    assert set(summary["close_eyes"]) == {"noop", "edit", "edit-colours", "edit-cold", "paper"}  # no such preset
+    # this bundle's edits have no class-colour term, so a user's colours cannot be taken: skipped
+    assert summary["smile"]["edit-colours"]["n"] == 0 and summary["smile"]["edit-colours"]["skipped"] == 2
     noop = summary["smile"]["noop"]
     assert noop["gain"] == 0 and noop["leak"] == 0 and noop["psnr_outside"] == 100.0 and noop["n"] == 2
     edit = summary["smile"]["edit"]
-    assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 7 + 2 * 4
+    assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 8 + 2 * 5
     timings = run_timings(toy_editor, repeats=1, embed_steps=1, edit_steps=1, refine_steps=1)
     assert {"embed", "edit", "preset", "refine"} <= set(timings) and timings["config"]["preset"] == "smile"
     assert timings["edit"]["median"] > 0 and len(timings["embed"]["runs"]) == 1
@@ -360,6 +365,31 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
     md = (tmp_path / "b.md").read_text()
     assert md == to_markdown(results) and "| smile | preset+10 |" in md and "failed: MemoryError" in md
     assert "started from preset (times)" in md
+
+
+def test_bench_user_picks_the_targets_colours(toy_editor):
+    from editgan.bench import run_tasks
+    from editgan.bench.tasks import picked_colours
+    session = toy_editor.embed(np.full((32, 32, 3), 128, np.uint8), steps=1)
+    classes = len(toy_editor.class_names)
+    user = session.source_labels.copy()
+    user[4:12, 4:20] = (user[4:12, 4:20] + 1) % classes           # every pixel of the block repainted
+    palette = np.array([(10 * c, 200 - 7 * c, 3 * c) for c in range(classes)], np.uint8)
+    target = np.zeros((32, 32, 3), np.uint8)
+    target[4:12, 4:20] = palette[user[4:12, 4:20]]                   # the target shows each class in its colour
+    colours = picked_colours(toy_editor, session, user, target)
+    painted = np.unique(user[4:12, 4:20]).tolist()
+    assert colours == {toy_editor.class_names[c]: tuple(int(v) for v in palette[c]) for c in painted}
+    # the bench mode hands them to the product, which takes them once its edits have the colour term
+    saved = toy_editor.edit_settings
+    toy_editor.edit_settings = saved.replace(lambda_colour=3.0)
+    try:
+        summary = run_tasks(toy_editor, tasks=["smile"], seeds=2, embed_steps=1, edit_steps=1,
+                            modes=("edit", "edit-colours"))["summary"]["smile"]
+    finally:
+        toy_editor.edit_settings = saved
+    assert summary["edit-colours"]["n"] == summary["edit"]["n"] >= 1
+    assert math.isfinite(summary["edit-colours"]["gain"])
 
 
 def test_bench_large_tiny():

@@ -8,6 +8,9 @@ pasted where they differ), then run every mode:
 * ``edit`` — the product's segmentation edit: the bundle's edit settings (the paper's loss weights
   and our lr warm-up unless its ``edit_defaults`` say otherwise), ``edit_steps`` steps, started
   from the stored preset (or none) the edit's loss prefers (``Editor.edit(from_presets=True)``);
+* ``edit-colours`` — ``edit`` by a user who also picks the colour of each class they paint
+  (``Editor.edit(part_colours=…)``, the docker's swatch menu): the target's mean colour of that
+  class over the painted pixels. Skipped when the bundle's edit settings have no class-colour term;
 * ``edit-cold`` — the same started from the embedding itself (the only ``edit`` before presets
   were tried as starts);
 * ``paper`` — started from the embedding, with the paper's loss (all of Q free, no class-colour term)
@@ -35,7 +38,7 @@ from ..geometry import to_source
 from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels
 
 PSNR_CAP = 100.0
-MODES = ("noop", "edit", "edit-cold", "paper", "preset", "preset+10", "preset+30")
+MODES = ("noop", "edit", "edit-colours", "edit-cold", "paper", "preset", "preset+10", "preset+30")
 METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds")
 
 
@@ -50,12 +53,25 @@ def _score(result_image, result_labels, pair, region, classes) -> dict:
             "psnr_outside": _psnr(result_image, src, ~region) if (~region).any() else PSNR_CAP}
 
 
-def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_steps: int, strengths: dict):
+def picked_colours(editor: Editor, session, user_labels: np.ndarray, target_rgb: np.ndarray) -> dict:
+    """{class name: (r, g, b)}: each painted class's mean colour in the target over the pixels painted with it."""
+    painted = user_labels != session.source_labels
+    return {editor.class_names[c]: tuple(int(round(v)) for v in target_rgb[painted & (user_labels == c)].mean(0))
+            for c in np.unique(user_labels[painted]).tolist()}
+
+
+def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_steps: int, strengths: dict,
+              target_rgb: np.ndarray):
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
-    if mode in ("edit", "edit-cold", "paper"):
+    if mode in ("edit", "edit-colours", "edit-cold", "paper"):
         overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0, "lambda_colour": 0.0} if mode == "paper" else {}
-        result = editor.edit(session, user_labels, steps=edit_steps, from_presets=mode == "edit", **overrides)
+        if mode == "edit-colours":
+            if editor.edit_settings.lambda_colour == 0:
+                raise EditorError("invalid_argument", "the bundle's edit settings have no class-colour term")
+            overrides["part_colours"] = picked_colours(editor, session, user_labels, target_rgb)
+        result = editor.edit(session, user_labels, steps=edit_steps, from_presets=mode in ("edit", "edit-colours"),
+                             **overrides)
     else:
         strength = strengths[task]
         refine = int(mode.split("+")[1]) if "+" in mode else 0
@@ -103,7 +119,8 @@ def run_tasks(editor: Editor, *, tasks=None, seeds: int = 5, seed_base: int | No
                 row = {"task": task, "seed": seed_base + i, "mode": mode, "embed_psnr": session.psnr,
                        "embed_seconds": embed_seconds}
                 try:
-                    image, labels, extra = _run_mode(editor, session, mode, user, task, edit_steps, strengths)
+                    image, labels, extra = _run_mode(editor, session, mode, user, task, edit_steps, strengths,
+                                                     pair["target_rgb"])
                     row.update(_score(image, labels, pair, region, classes), **extra)
                 except EditorError as e:
                     row["error"] = e.code
