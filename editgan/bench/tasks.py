@@ -66,9 +66,7 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
     if mode in ("edit", "edit-colours", "edit-cold", "paper"):
         overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0, "lambda_colour": 0.0} if mode == "paper" else {}
-        if mode == "edit-colours":
-            if editor.edit_settings.lambda_colour == 0:
-                raise EditorError("invalid_argument", "the bundle's edit settings have no class-colour term")
+        if mode == "edit-colours":  # the editor refuses colours (invalid_argument) without the colour term
             overrides["part_colours"] = picked_colours(editor, session, user_labels, target_rgb)
         result = editor.edit(session, user_labels, steps=edit_steps, from_presets=mode in ("edit", "edit-colours"),
                              **overrides)
