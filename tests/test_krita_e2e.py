@@ -103,18 +103,29 @@ def krita_home(root: Path, endpoint: str, embed_steps: int, edit_steps: int) -> 
     return env
 
 
-def start_xvfb(log):
-    """Xvfb on a display it picks itself (``-displayfd``); (process, ":N")."""
-    read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=log, stderr=log)
-    os.close(write)
-    with os.fdopen(read) as f:
-        number = f.readline().strip()
-    if not number:
+def start_xvfb(log, attempts: int = 3):
+    """Xvfb on a display it picks itself (``-displayfd``); (process, ":N").
+
+    It counts as started once it is still running with its socket in place: one fresh-clone run
+    saw Krita fail to connect to the display Xvfb had just announced, so an Xvfb that is not
+    there a moment later is replaced by a new one.
+    """
+    for _ in range(attempts):
+        read, write = os.pipe()
+        proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                                pass_fds=(write,), stdout=log, stderr=log)
+        os.close(write)
+        with os.fdopen(read) as f:
+            number = f.readline().strip()
+        socket_path = Path(f"/tmp/.X11-unix/X{number}")
+        deadline = time.monotonic() + 5
+        while number and proc.poll() is None and not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        if number and proc.poll() is None and socket_path.exists():
+            return proc, f":{number}"
         kill(proc)
-        raise RuntimeError("Xvfb did not start")
-    return proc, f":{number}"
+    raise RuntimeError(f"Xvfb did not start in {attempts} attempts")
 
 
 def run_scenario(out: Path, endpoint: str, expect_changes: bool = True, embed_steps: int = 40,
