@@ -21,7 +21,7 @@ from .class_colours import PartColours
 from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit, touched_classes
 from .embedding import default_embed_settings, embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
-from .ops import flush_subnormals
+from .cpu import flush_subnormals, retain_freed_memory
 from .perceptual import make_perceptual_loss
 from .photo_labels import PhotoSnapSettings, snap_to_source
 
@@ -119,6 +119,7 @@ class Editor:
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", perceptual: str = "auto",
                  photo_snap: PhotoSnapSettings | None = PhotoSnapSettings()):
         flush_subnormals()  # edits on CPU would otherwise slow down up to 10× (see the function)
+        retain_freed_memory()  # a large edit step would page-fault its activations anew (up to 3×)
         self.bundle, self.device = bundle, torch.device(device)
         self.generator = bundle.generator.to(self.device).eval().requires_grad_(False)
         self.segmenter = bundle.segmenter

@@ -1,4 +1,5 @@
 import math
+import resource
 
 import numpy as np
 import pytest
@@ -410,6 +411,44 @@ def test_bench_large_tiny():
     with torch.no_grad():
         assert torch.allclose(large.ConcatSegmenter(seg)(feats, (3, 9, 4, 20)), seg(feats, (3, 9, 4, 20)), atol=1e-4)
     assert large.concat_gib(512) > 5  # the official concat tensor at 512² is several GiB
+
+
+def test_bench_large_rows_carry_the_official_anchor(monkeypatch):
+    """A resolution with an anchor runs at the anchor's class count and is reported against it."""
+    from editgan.bench import large
+    from editgan.bench.report import large_table
+    monkeypatch.setitem(large.ANCHORS, 32, large.Anchor(classes=3, seconds=40.0, gib=80.0))
+    rows = large.run_large(cases=("projection",), resolutions=(32, 64), steps=1, members=2, region_px=64)
+    anchored, plain = rows
+    assert "error" not in anchored and anchored["classes"] == 3 and anchored["anchor_seconds"] == 40.0
+    assert anchored["retains_freed_memory"] is True  # projection runs as the Editor does
+    assert "anchor_seconds" not in plain and plain["classes"] == 32
+    table = "\n".join(large_table(rows))
+    faster, smaller = 40.0 / anchored["seconds_per_step"], 80.0 / anchored["peak_rss_gib"]
+    assert f"| 40 s, 80 GiB | {faster:.1f}× / {smaller:.1f}× |" in table and "| – | – |" in table
+
+
+@pytest.mark.parametrize("retain", ["1", "0"])
+def test_an_editor_keeps_freed_memory_for_reuse(bundle_path, retain):
+    """glibc unmapped every freed large block, so each large edit step page-faulted its activations
+    anew (2-3× slower at 512²); in a fresh process a 64 MiB block freed after the editor exists is
+    reused without faults, unless EDITGAN_RETAIN_FREED_MEMORY=0."""
+    import os
+    import subprocess
+    import sys
+    code = ("import resource, torch\nfrom editgan.bundle import Bundle\nfrom editgan.editor import Editor\n"
+            "def faults():\n    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "def refault():\n    x = torch.ones(2 ** 24)\n    del x\n    f0 = faults()\n"
+            "    y = torch.ones(2 ** 24)\n    return faults() - f0\n"
+            "before = refault()\n"
+            f"Editor(Bundle.load({str(bundle_path)!r}), perceptual='fallback')\n"
+            "print(before, refault())")
+    env = {**os.environ, "EDITGAN_RETAIN_FREED_MEMORY": retain}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    before, after = map(int, out.stdout.split())
+    pages = 2 ** 26 // resource.getpagesize()
+    assert before > pages // 2, out.stderr  # glibc's default: fresh pages for the second block
+    assert (after < pages // 10) if retain == "1" else (after > pages // 2)
 
 
 def test_an_editor_flushes_subnormal_floats(bundle_path):

@@ -4,9 +4,9 @@
   paint the ground-truth change, then segmentation edit / preset / preset + refinement; edit gain
   in PSNR vs the true counterfactual, target-class IoU, leak, preservation PSNR.
 * :func:`run_timings` — median wall time of embed, 30-step edit, preset apply, 10-step refine.
-* :func:`run_large` — seconds per edit step and peak RSS on a random-weight 512² config-f
-  generator, projection vs concat segmenter, each case in a fresh subprocess
-  (``python -m editgan.bench.large --case projection|concat``).
+* :func:`run_large` — seconds per edit step and peak RSS on random-weight config-f generators at
+  256², 512² and 1024² (the official step's measured anchors), projection vs concat segmenter,
+  each case in a fresh subprocess (``python -m editgan.bench.large --case projection|concat``).
 * :func:`to_markdown` / :func:`write_results` — the report.
 """
 

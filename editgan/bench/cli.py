@@ -2,7 +2,7 @@
 
 Parts: ``model`` (inversion PSNR / segmentation IoU on held-out renders), ``tasks`` (edit quality
 on counterfactuals), ``timings`` (demo-model operations), ``generator`` (synthesis fwd+bwd),
-``server`` (round trips over real sockets), ``large`` (512² step time and peak RSS, fresh
+``server`` (round trips over real sockets), ``large`` (256²–1024² step time and peak RSS, fresh
 processes), ``pictures`` (a comparison sheet). Benchmarks are never timed tests.
 """
 

@@ -1,8 +1,9 @@
-"""Per-step cost of a segmentation edit at the large config (NVIDIA config-f widths at 512²).
+"""Per-step cost of a segmentation edit at the large configs (NVIDIA config-f widths, 256²–1024²).
 
 Random-weight generator with NVIDIA config-f widths (channel_base 32768, channel_max 512,
-512-d latents, 8 mapping layers), a 32-class segmenter ensemble (10 members, DatasetGAN widths)
-at min(R, 512)², an edit region of ≈ 18k px. Two cases:
+512-d latents, 8 mapping layers), a segmenter ensemble (10 members, DatasetGAN widths) at
+min(R, 512)², an edit region of ≈ 18k px; the class counts and resolutions are those of the
+official EditGAN step measured on this kind of machine (:data:`ANCHORS`). Two cases:
 
 * ``projection`` — our segmenter: per-map projection, logits only in the region's box;
 * ``concat`` — the official way: upsample and concatenate every feature map, evaluate every
@@ -18,15 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..cpu import RETAIN_ENV, retain_freed_memory
 from ..editing import EditSettings, edit_objective, optimize_latent
 from ..generator import Generator, GeneratorConfig
 from ..perceptual import make_perceptual_loss
@@ -34,6 +38,22 @@ from ..segmenter import Segmenter, feature_layout
 
 CONFIG_F = dict(z_dim=512, w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512)
 CASES = ("projection", "concat")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The official EditGAN editing step at one config, measured on this kind of machine (2 threads,
+    its CPU fallbacks for its CUDA ops; design.md §9): what ``projection`` must beat ≥ 10× in time
+    and ≥ 4× in peak memory."""
+
+    classes: int
+    seconds: float
+    gib: float
+
+
+ANCHORS = {256: Anchor(classes=32, seconds=14.0, gib=6.2),    # config-f widths at 256²
+           512: Anchor(classes=32, seconds=55.0, gib=17.2),   # the car config
+           1024: Anchor(classes=34, seconds=69.0, gib=18.0)}  # the face config, segmentation at 512²
 
 
 class ConcatSegmenter(nn.Module):
@@ -111,26 +131,41 @@ def available_gib() -> float:
     return float("inf")
 
 
-def run_large(cases=CASES, resolutions=(512, 256), steps: int = 3, max_gib: float | None = None,
+# Steps per case: a projection step settles only after a few (the allocator's first steps fault
+# their memory in); a concat step costs a minute or more.
+STEPS = {"projection": 8, "concat": 3}
+
+
+def run_large(cases=CASES, resolutions=tuple(ANCHORS), steps: int | None = None, max_gib: float | None = None,
               timeout: float = 3600, **kw) -> list[dict]:
     """Each (resolution, case) in a fresh ``python -m editgan.bench.large`` process; failures are reported.
 
     ``max_gib`` caps each child's address space (default: available memory − 1 GiB); ``kw`` go
-    to :func:`measure` (classes, members, region_px, seed).
+    to :func:`measure` (classes — by default the anchor's at that resolution, else 32 —, members,
+    region_px, seed); ``steps`` default: :data:`STEPS`. Rows at an anchor's config carry its figures
+    (``anchor_seconds``, ``anchor_gib``). ``concat`` stands for the official code, so it runs on
+    glibc's default allocator; ``projection`` keeps freed memory as the Editor does
+    (:func:`editgan.cpu.retain_freed_memory`).
     """
     results = []
     for resolution in resolutions:
+        anchor = ANCHORS.get(resolution)
+        args = {"classes": anchor.classes if anchor else 32, **kw}
         for case in cases:
             cap = max_gib if max_gib is not None else max(available_gib() - 1, 1)
             cmd = [sys.executable, "-m", "editgan.bench.large", "--case", case, "--resolution", str(resolution),
-                   "--steps", str(steps), "--max-gib", str(cap)] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
+                   "--steps", str(steps or STEPS[case]), "--max-gib", str(cap)] + \
+                [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
+            env = {**os.environ, RETAIN_ENV: "1" if case == "projection" else "0"}
             row = {"case": case, "resolution": resolution}
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
                 lines = proc.stdout.strip().splitlines()
                 row = json.loads(lines[-1]) if lines else {**row, "error": f"exit {proc.returncode}: {proc.stderr[-500:]}"}
             except subprocess.TimeoutExpired:
                 row["error"] = f"timed out after {timeout:.0f} s"
+            if anchor is not None and args["classes"] == anchor.classes:
+                row.update(anchor_seconds=anchor.seconds, anchor_gib=anchor.gib)
             results.append(row)
     return results
 
@@ -148,6 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--faces-per-batch", type=int, default=None, help="chunk size of those faces (default: all)")
     p.add_argument("--max-gib", type=float, default=None, help="address-space cap of this process")
     a = p.parse_args(argv)
+    retained = retain_freed_memory()  # as the Editor does in the server (unless the environment says no)
     if a.max_gib:
         cap = int(a.max_gib * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -157,6 +193,7 @@ def main(argv=None) -> int:
     except (MemoryError, RuntimeError) as e:  # torch reports a refused allocation as RuntimeError
         out = {"case": a.case, "resolution": a.resolution, "error": f"{type(e).__name__}: {str(e)[:300]}",
                "peak_rss_gib": _peak_rss_gib(), "concat_tensor_gib": concat_gib(a.resolution)}
+    out["retains_freed_memory"] = retained
     print(json.dumps(out))
     return 1 if "error" in out else 0
 

@@ -16,8 +16,8 @@ log = logging.getLogger("editgan.train")
 
 
 def _cpu_setup(threads: int) -> None:
-    """Threads, and subnormal floats flushed to zero (:func:`editgan.ops.flush_subnormals`)."""
-    from ..ops import flush_subnormals
+    """Threads, and subnormal floats flushed to zero (:func:`editgan.cpu.flush_subnormals`)."""
+    from ..cpu import flush_subnormals
     torch.set_num_threads(threads)
     flush_subnormals()
 
