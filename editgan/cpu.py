@@ -31,9 +31,10 @@ def retain_freed_memory() -> bool:
 
     glibc serves every block above its mmap threshold (at most 32 MiB) with fresh pages and unmaps
     them when freed, so each step of a large edit page-faults and zeroes its activations again.
-    Measured (`editgan bench`, large part, 2 threads): a 512² config-f edit step 5.7 → 2.5 s, 1024²
-    12.3 → 3.9 s. The price: the process keeps the memory of its largest step until it exits
-    (peak RSS 512²: 2.7 → 4.0 GiB; it does not grow further over edits of other sizes).
+    Measured the same day (`editgan bench`, large part, 2 threads): a config-f edit step at 256²
+    4.2 → 1.9 s, 512² 6.3 → 3.1 s, 1024² 11.1 → 4.5 s. The price: the process keeps the memory of
+    its largest step until it exits (peak RSS 512² 2.7 → 3.9 GiB, 1024² 4.7 → 6.3 GiB; over five
+    512² edits of other sizes in one process it stayed at the largest one's).
 
     Returns whether it applied: not off glibc (musl's mallopt does nothing), nor with
     ``EDITGAN_RETAIN_FREED_MEMORY=0``.

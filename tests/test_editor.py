@@ -418,7 +418,7 @@ def test_bench_large_rows_carry_the_official_anchor(monkeypatch):
     from editgan.bench import large
     from editgan.bench.report import large_table
     monkeypatch.setitem(large.ANCHORS, 32, large.Anchor(classes=3, seconds=40.0, gib=80.0))
-    rows = large.run_large(cases=("projection",), resolutions=(32, 64), steps=1, members=2, region_px=64)
+    rows = large.run_large(runs=(("projection", True),), resolutions=(32, 64), steps=1, members=2, region_px=64)
     anchored, plain = rows
     assert "error" not in anchored and anchored["classes"] == 3 and anchored["anchor_seconds"] == 40.0
     assert anchored["retains_freed_memory"] is True  # projection runs as the Editor does

@@ -134,29 +134,31 @@ def available_gib() -> float:
 # Steps per case: a projection step settles only after a few (the allocator's first steps fault
 # their memory in); a concat step costs a minute or more.
 STEPS = {"projection": 8, "concat": 3}
+# (case, keep freed memory): concat stands for the official code, so it runs on glibc's default
+# allocator (kept, its fragmentation took 512² to 20.9 GiB); projection runs as the Editor does
+# (:func:`editgan.cpu.retain_freed_memory`) and, like for like with concat, without.
+RUNS = (("projection", True), ("projection", False), ("concat", False))
 
 
-def run_large(cases=CASES, resolutions=tuple(ANCHORS), steps: int | None = None, max_gib: float | None = None,
+def run_large(runs=RUNS, resolutions=tuple(ANCHORS), steps: int | None = None, max_gib: float | None = None,
               timeout: float = 3600, **kw) -> list[dict]:
     """Each (resolution, case) in a fresh ``python -m editgan.bench.large`` process; failures are reported.
 
     ``max_gib`` caps each child's address space (default: available memory − 1 GiB); ``kw`` go
     to :func:`measure` (classes — by default the anchor's at that resolution, else 32 —, members,
-    region_px, seed); ``steps`` default: :data:`STEPS`. Rows at an anchor's config carry its figures
-    (``anchor_seconds``, ``anchor_gib``). ``concat`` stands for the official code, so it runs on
-    glibc's default allocator; ``projection`` keeps freed memory as the Editor does
-    (:func:`editgan.cpu.retain_freed_memory`).
+    region_px, seed); ``runs``: (case, keep freed memory) pairs, see :data:`RUNS`; ``steps``
+    default: :data:`STEPS`. Rows at an anchor's config carry its figures (``anchor_seconds``, ``anchor_gib``).
     """
     results = []
     for resolution in resolutions:
         anchor = ANCHORS.get(resolution)
         args = {"classes": anchor.classes if anchor else 32, **kw}
-        for case in cases:
+        for case, keep in runs:
             cap = max_gib if max_gib is not None else max(available_gib() - 1, 1)
             cmd = [sys.executable, "-m", "editgan.bench.large", "--case", case, "--resolution", str(resolution),
                    "--steps", str(steps or STEPS[case]), "--max-gib", str(cap)] + \
                 [f"--{k.replace('_', '-')}={v}" for k, v in args.items()]
-            env = {**os.environ, RETAIN_ENV: "1" if case == "projection" else "0"}
+            env = {**os.environ, RETAIN_ENV: "1" if keep else "0"}
             row = {"case": case, "resolution": resolution}
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
