@@ -29,8 +29,9 @@ def flush_subnormals() -> None:
 def retain_freed_memory() -> bool:
     """Let glibc keep freed memory for reuse instead of handing it back to the kernel.
 
-    glibc serves every block above its mmap threshold (at most 32 MiB) with fresh pages and unmaps
-    them when freed, so each step of a large edit page-faults and zeroes its activations again.
+    glibc serves every block above its mmap threshold (at most 32 MiB) with freshly mapped pages and
+    unmaps them when freed, so each step of a large edit maps, faults in and unmaps its activations
+    again (zero-fills and first touches led the profile of a 512² step).
     Measured the same day (`editgan bench`, large part, 2 threads): a config-f edit step at 256²
     4.2 → 1.9 s, 512² 6.3 → 3.1 s, 1024² 11.1 → 4.5 s. The price: the process keeps the memory of
     its largest step until it exits (peak RSS 512² 2.7 → 3.9 GiB, 1024² 4.7 → 6.3 GiB; over five
