@@ -119,7 +119,7 @@ class Editor:
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", perceptual: str = "auto",
                  photo_snap: PhotoSnapSettings | None = PhotoSnapSettings()):
         flush_subnormals()  # edits on CPU would otherwise slow down up to 10× (see the function)
-        retain_freed_memory()  # a large edit step would page-fault its activations anew (2-2.5× slower)
+        retain_freed_memory()  # a large edit step would map and fault in its activations anew (2-2.5× slower)
         self.bundle, self.device = bundle, torch.device(device)
         self.generator = bundle.generator.to(self.device).eval().requires_grad_(False)
         self.segmenter = bundle.segmenter

@@ -46,6 +46,13 @@ def timings_table(timings: dict) -> list[str]:
     return _table(["operation", "median s", "min s", "runs"], rows)
 
 
+def _allocator_note(row: dict) -> str:
+    """How the row's process allocated (absent from rows measured before the allocator setting)."""
+    if "retains_freed_memory" not in row:
+        return ""
+    return ", freed memory kept" if row["retains_freed_memory"] else ", glibc's allocator as is"
+
+
 def large_table(large: list[dict]) -> list[str]:
     rows = []
     for r in large:
@@ -57,8 +64,7 @@ def large_table(large: list[dict]) -> list[str]:
                  if "anchor_seconds" in r else "–")
         rows.append([r["case"], r["resolution"], r["seg_resolution"], r["seconds_per_step"], r["peak_rss_gib"], anchor,
                      ratio, f"{r['classes']} classes, {r['members']} members, Q {r['region_px']} px, {r['threads']} threads, "
-                     f"perceptual {r['perceptual']}, {len(r['step_seconds'])} steps"
-                     + {True: ", freed memory kept", False: ", glibc's allocator as is"}.get(r.get("retains_freed_memory"), "")])
+                     f"perceptual {r['perceptual']}, {len(r['step_seconds'])} steps{_allocator_note(r)}"])
     head = ("The official EditGAN step at the same configs, measured on this kind of machine (design.md §9), is the "
             "anchor; the goal is ≥ 10× faster and ≥ 4× less peak memory.")
     return [head, ""] + _table(["segmenter", "generator", "segmentation", "s / edit step", "peak RSS GiB",
