@@ -196,7 +196,8 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     if should_cancel is not None and should_cancel():
         raise Cancelled()
     image = to_uint8(img[0])
-    metrics = dict(iou=None, leak=leak(image, reconstruction, region), steps=0, best_step=0,
+    metrics = dict(iou=None, leak=leak(image, reconstruction, region), outside_q=int(np.count_nonzero(~region)),
+                   steps=0, best_step=0,
                    seconds=time.perf_counter() - t0)
     return EditOutcome(ws.detach() + delta, delta, image, after, region, region, sorted(classes), metrics)
 

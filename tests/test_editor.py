@@ -355,6 +355,9 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
     assert noop["gain"] == 0 and noop["leak"] == 0 and noop["psnr_outside"] == 100.0 and noop["n"] == 2
     edit = summary["smile"]["edit"]
     assert edit["n"] + edit["skipped"] == 2 and len(tasks["samples"]) == 2 * 8 + 2 * 5
+    for row in tasks["samples"]:  # the painting is scored once per face, every edit counts its outside of Q
+        assert 0 <= row["painting_iou"] <= 1
+        assert row["mode"] == "noop" or "error" in row or 0 <= row["outside_q"] <= 32 * 32
     timings = run_timings(toy_editor, repeats=1, embed_steps=1, edit_steps=1, refine_steps=1)
     assert {"embed", "edit", "preset", "refine"} <= set(timings) and timings["config"]["preset"] == "smile"
     assert timings["edit"]["median"] > 0 and len(timings["embed"]["runs"]) == 1
@@ -364,7 +367,23 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["tasks"]["config"]["seeds"] == 2
     md = (tmp_path / "b.md").read_text()
     assert md == to_markdown(results) and "| smile | preset+10 |" in md and "failed: MemoryError" in md
-    assert "started from preset (times)" in md
+    assert "started from preset (times)" in md and "| mode | edit gain (dB) | target IoU | the painting's IoU" in md
+
+
+def test_bench_pools_the_leak_over_pixels_and_means_over_tasks():
+    from editgan.bench.report import tasks_means_table
+    from editgan.bench.tasks import summarize
+    row = dict(mode="edit", gain=1.0, iou=0.5, psnr_outside=100.0, seconds=1.0, painting_iou=0.9)
+    samples = [dict(row, task="hair", seed=0, leak=0.5, outside_q=20),     # 10 of 20 pixels
+               dict(row, task="hair", seed=1, leak=0.0, outside_q=980),
+               dict(row, task="smile", seed=0, leak=0.01, outside_q=1000, gain=3.0, iou=0.7, painting_iou=0.7)]
+    summary = summarize(samples)
+    hair = summary["hair"]["edit"]
+    assert hair["leak"] == pytest.approx(0.25) and hair["leak_pooled"] == pytest.approx(10 / 1000)
+    assert hair["outside_px"] == 1000 and hair["painting_iou"] == pytest.approx(0.9)
+    (line,) = [l for l in tasks_means_table({"summary": summary}) if l.startswith("| edit |")]
+    # gain and IoU: mean of the tasks' means; leak in %: mean of the tasks' means, and 20 of 2000 pixels pooled
+    assert line == "| edit | 2.00 | 0.60 | 0.80 | 13.00 | 1.00 | 2 |"
 
 
 def test_bench_user_picks_the_targets_colours(toy_editor):

@@ -26,15 +26,48 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines
 
 
+def _pooled(cells: list[dict]):
+    """Leaked pixels over pixels outside Q, over every edit of ``cells`` (None when none counted them)."""
+    counted = [c for c in cells if c.get("outside_px")]
+    return sum(c["leaked_px"] for c in counted) / sum(c["outside_px"] for c in counted) if counted else None
+
+
+def _mean(values: list):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _percent(share):
+    return None if share is None else 100 * share
+
+
+def tasks_means_table(tasks: dict) -> list[str]:
+    """Per mode, the mean over the tasks that ran it (the bars are on these), the leak also pooled."""
+    modes: dict = {}
+    for task_modes in tasks["summary"].values():
+        for mode, m in task_modes.items():
+            modes.setdefault(mode, []).append(m)
+    rows = [[mode, _mean([c["gain"] for c in cells]), _mean([c["iou"] for c in cells]),
+             _mean([c.get("painting_iou") for c in cells]), _percent(_mean([c["leak"] for c in cells])), _percent(_pooled(cells)),
+             len(cells)] for mode, cells in modes.items()]
+    return _table(["mode", "edit gain (dB)", "target IoU", "the painting's IoU", "leak % (mean of edits)",
+                   "leak % (pooled pixels)", "tasks"], rows)
+
+
 def tasks_table(tasks: dict) -> list[str]:
     rows = []
     for task, modes in tasks["summary"].items():
         for mode, m in modes.items():
             starts = ", ".join(f"{name} ×{count}" for name, count in m.get("starts", {}).items())
-            rows.append([task, mode, m["gain"], m["iou"], m["leak"], m["psnr_outside"], m["seconds"],
-                         f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else ""), starts])
-    return _table(["task", "mode", "edit gain (dB)", "target IoU", "leak", "PSNR outside Q (dB)", "seconds", "n",
-                   "started from preset (times)"], rows)
+            rows.append([task, mode, m["gain"], m["iou"], _percent(m["leak"]), _percent(m.get("leak_pooled")), m["psnr_outside"],
+                         m["seconds"], f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else ""), starts])
+    means = ["Mean over the tasks. *The painting's IoU*: the user's painted labels scored as a result would be "
+             "(they keep the segmentation's errors wherever the user did not paint). *Pooled leak*: leaked pixels "
+             "over pixels outside Q, all edits together (Q is often nearly the whole picture, so one edit's share "
+             "is of a few dozen pixels).", ""] + tasks_means_table(tasks)
+    return means + ["", "Per task:", ""] + _table(
+        ["task", "mode", "edit gain (dB)", "target IoU", "leak %", "leak % (pooled)", "PSNR outside Q (dB)", "seconds",
+         "n", "started from preset (times)"], rows)
 
 
 def timings_table(timings: dict) -> list[str]:

@@ -20,8 +20,13 @@ pasted where they differ), then run every mode:
 
 Metrics (all against ground truth, at the source size, Q = the true edit region):
 ``gain`` = PSNR(result, target) − PSNR(source, target); ``iou`` = mean IoU of the touched
-classes inside Q (result labels vs target labels); ``leak`` = the editor's own leak meter;
-``psnr_outside`` = PSNR(result, source) outside Q (preservation, capped at 100 dB).
+classes inside Q (result labels vs target labels); ``leak`` = the editor's own leak meter, and
+``leak_pooled`` = the leaked pixels of all the cell's edits over their pixels outside Q (the
+editor's Q, at model resolution: a short-hair edit leaves a few dozen pixels outside it, so one
+edit's share swings by percents on a handful of pixels); ``psnr_outside`` = PSNR(result, source)
+outside Q (preservation, capped at 100 dB); ``painting_iou`` = the same IoU for the user's painted
+labels themselves: what an edit whose result reads exactly as painted would score (the painting
+keeps the segmentation's errors wherever the user did not paint).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels
 
 PSNR_CAP = 100.0
 MODES = ("noop", "edit", "edit-colours", "edit-cold", "paper", "preset", "preset+10", "preset+30")
-METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds")
+METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds", "painting_iou")
 
 
 def _psnr(a, b, mask=None) -> float:
@@ -75,7 +80,7 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
         refine = int(mode.split("+")[1]) if "+" in mode else 0
         result = editor.apply_presets(session, [(task, strength)], refine_steps=refine)
     labels = to_source(result.labels, session.geometry)
-    extra = {"leak": result.metrics["leak"], "seconds": result.metrics["seconds"]}
+    extra = {"leak": result.metrics["leak"], "outside_q": result.metrics["outside_q"], "seconds": result.metrics["seconds"]}
     if result.metrics.get("start"):
         extra["start"] = result.metrics["start"]["preset"]
     return result.image, labels, extra
@@ -111,11 +116,12 @@ def run_tasks(editor: Editor, *, tasks=None, seeds: int = 5, seed_base: int | No
             session = editor.embed(pair["source_rgb"], steps=embed_steps)
             embed_seconds = time.perf_counter() - t0
             user = user_edit_labels(session.source_labels, pair["source_labels"], pair["target_labels"])
+            painting_iou = region_iou(user, pair["target_labels"], region, classes)
             for mode in modes:
                 if mode.startswith("preset") and task not in strengths:
                     continue
                 row = {"task": task, "seed": seed_base + i, "mode": mode, "embed_psnr": session.psnr,
-                       "embed_seconds": embed_seconds}
+                       "embed_seconds": embed_seconds, "painting_iou": painting_iou}
                 try:
                     image, labels, extra = _run_mode(editor, session, mode, user, task, edit_steps, strengths,
                                                      pair["target_rgb"])
@@ -145,6 +151,11 @@ def summarize(samples: list[dict]) -> dict:
             for m in METRICS:
                 values = [r[m] for r in rows if r.get(m) is not None and math.isfinite(r[m])]
                 cell[m] = float(np.mean(values)) if values else None
+            counted = [r for r in rows if r.get("outside_q")]
+            if counted:  # pooled leak: leaked pixels over pixels outside Q, all the cell's edits together
+                cell["leaked_px"] = float(sum(r["leak"] * r["outside_q"] for r in counted))
+                cell["outside_px"] = int(sum(r["outside_q"] for r in counted))
+                cell["leak_pooled"] = cell["leaked_px"] / cell["outside_px"]
             cell["n"] = len(rows)
             starts = [r["start"] for r in rows if r.get("start")]
             if starts:  # which presets the edit started from, and how often
