@@ -59,14 +59,14 @@ def tasks_table(tasks: dict) -> list[str]:
     for task, modes in tasks["summary"].items():
         for mode, m in modes.items():
             starts = ", ".join(f"{name} ×{count}" for name, count in m.get("starts", {}).items())
-            rows.append([task, mode, m["gain"], m["iou"], _percent(m["leak"]), _percent(m.get("leak_pooled")), m["psnr_outside"],
+            rows.append([task, mode, m["gain"], m["iou"], m.get("painting_iou"), _percent(m["leak"]), _percent(m.get("leak_pooled")), m["psnr_outside"],
                          m["seconds"], f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else ""), starts])
     means = ["Mean over the tasks. *The painting's IoU*: the user's painted labels scored as a result would be "
              "(they keep the segmentation's errors wherever the user did not paint). *Pooled leak*: leaked pixels "
              "over pixels outside Q, all edits together (Q is often nearly the whole picture, so one edit's share "
              "is of a few dozen pixels).", ""] + tasks_means_table(tasks)
     return means + ["", "Per task:", ""] + _table(
-        ["task", "mode", "edit gain (dB)", "target IoU", "leak %", "leak % (pooled)", "PSNR outside Q (dB)", "seconds",
+        ["task", "mode", "edit gain (dB)", "target IoU", "the painting's IoU", "leak %", "leak % (pooled)", "PSNR outside Q (dB)", "seconds",
          "n", "started from preset (times)"], rows)
 
 
