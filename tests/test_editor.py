@@ -358,6 +358,7 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
     for row in tasks["samples"]:  # the painting is scored once per face, every edit counts its outside of Q
         assert 0 <= row["painting_iou"] <= 1
         assert row["mode"] == "noop" or "error" in row or 0 <= row["outside_q"] <= 32 * 32
+        assert ("iou_vs_painting" in row) == (row["mode"] in ("edit", "edit-cold", "paper") and "error" not in row)
     timings = run_timings(toy_editor, repeats=1, embed_steps=1, edit_steps=1, refine_steps=1)
     assert {"embed", "edit", "preset", "refine"} <= set(timings) and timings["config"]["preset"] == "smile"
     assert timings["edit"]["median"] > 0 and len(timings["embed"]["runs"]) == 1
@@ -367,7 +368,7 @@ def test_bench_tasks_and_report(toy_editor, tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["tasks"]["config"]["seeds"] == 2
     md = (tmp_path / "b.md").read_text()
     assert md == to_markdown(results) and "| smile | preset+10 |" in md and "failed: MemoryError" in md
-    assert "started from preset (times)" in md and "| mode | edit gain (dB) | target IoU | the painting's IoU" in md
+    assert "started from preset (times)" in md and "| mode | edit gain (dB) | target IoU | IoU with the painting |" in md
 
 
 def test_bench_pools_the_leak_over_pixels_and_means_over_tasks():
@@ -383,7 +384,7 @@ def test_bench_pools_the_leak_over_pixels_and_means_over_tasks():
     assert hair["outside_px"] == 1000 and hair["painting_iou"] == pytest.approx(0.9)
     (line,) = [l for l in tasks_means_table({"summary": summary}) if l.startswith("| edit |")]
     # gain and IoU: mean of the tasks' means; leak in %: mean of the tasks' means, and 20 of 2000 pixels pooled
-    assert line == "| edit | 2.00 | 0.60 | 0.80 | 13.00 | 1.00 | 2 |"
+    assert line == "| edit | 2.00 | 0.60 | – | 0.80 | 13.00 | 1.00 | 2 |"
 
 
 def test_bench_user_picks_the_targets_colours(toy_editor):

@@ -48,9 +48,9 @@ def tasks_means_table(tasks: dict) -> list[str]:
         for mode, m in task_modes.items():
             modes.setdefault(mode, []).append(m)
     rows = [[mode, _mean([c["gain"] for c in cells]), _mean([c["iou"] for c in cells]),
-             _mean([c.get("painting_iou") for c in cells]), _percent(_mean([c["leak"] for c in cells])), _percent(_pooled(cells)),
+             _mean([c.get("iou_vs_painting") for c in cells]), _mean([c.get("painting_iou") for c in cells]), _percent(_mean([c["leak"] for c in cells])), _percent(_pooled(cells)),
              len(cells)] for mode, cells in modes.items()]
-    return _table(["mode", "edit gain (dB)", "target IoU", "the painting's IoU", "leak % (mean of edits)",
+    return _table(["mode", "edit gain (dB)", "target IoU", "IoU with the painting", "the painting's IoU", "leak % (mean of edits)",
                    "leak % (pooled pixels)", "tasks"], rows)
 
 
@@ -61,8 +61,10 @@ def tasks_table(tasks: dict) -> list[str]:
             starts = ", ".join(f"{name} ×{count}" for name, count in m.get("starts", {}).items())
             rows.append([task, mode, m["gain"], m["iou"], m.get("painting_iou"), _percent(m["leak"]), _percent(m.get("leak_pooled")), m["psnr_outside"],
                          m["seconds"], f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else ""), starts])
-    means = ["Mean over the tasks. *The painting's IoU*: the user's painted labels scored as a result would be "
-             "(they keep the segmentation's errors wherever the user did not paint). *Pooled leak*: leaked pixels "
+    means = ["Mean over the tasks. *Target IoU*: the result's labels against the target's true labels. *IoU with the "
+             "painting*: against what the user painted (the editor's own figure, segmentation edits only). *The "
+             "painting's IoU*: the user's painted labels scored as a result would be (they keep the segmentation's "
+             "errors wherever the user did not paint). *Pooled leak*: leaked pixels "
              "over pixels outside Q, all edits together (Q is often nearly the whole picture, so one edit's share "
              "is of a few dozen pixels).", ""] + tasks_means_table(tasks)
     return means + ["", "Per task:", ""] + _table(

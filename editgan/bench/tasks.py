@@ -26,7 +26,9 @@ editor's Q, at model resolution: a short-hair edit leaves a few dozen pixels out
 edit's share swings by percents on a handful of pixels); ``psnr_outside`` = PSNR(result, source)
 outside Q (preservation, capped at 100 dB); ``painting_iou`` = the same IoU for the user's painted
 labels themselves: what an edit whose result reads exactly as painted would score (the painting
-keeps the segmentation's errors wherever the user did not paint).
+keeps the segmentation's errors wherever the user did not paint); ``iou_vs_painting`` = the
+editor's own target IoU (segmentation edits only): the result's labels against the painting, at
+model resolution inside the editor's Q.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels
 
 PSNR_CAP = 100.0
 MODES = ("noop", "edit", "edit-colours", "edit-cold", "paper", "preset", "preset+10", "preset+30")
-METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds", "painting_iou")
+METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds", "painting_iou", "iou_vs_painting")
 
 
 def _psnr(a, b, mask=None) -> float:
@@ -81,6 +83,8 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
         result = editor.apply_presets(session, [(task, strength)], refine_steps=refine)
     labels = to_source(result.labels, session.geometry)
     extra = {"leak": result.metrics["leak"], "outside_q": result.metrics["outside_q"], "seconds": result.metrics["seconds"]}
+    if mode in ("edit", "edit-colours", "edit-cold", "paper"):  # the editor's own IoU: its result vs the painting
+        extra["iou_vs_painting"] = result.metrics["iou"]
     if result.metrics.get("start"):
         extra["start"] = result.metrics["start"]["preset"]
     return result.image, labels, extra
