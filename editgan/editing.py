@@ -70,6 +70,10 @@ class EditSettings:
     # Weight of the class-colour term: the painted pixels' squared distance (in [-1, 1] units,
     # mean over them) to the colour their new class has nearby in the reconstruction. 0 = the paper.
     lambda_colour: float = 0.0
+    # Share of the cross-entropy on Q's *changed* pixels, the rest spread over Q's others. 0 = the
+    # paper: every pixel of Q weighs the same, so a pupil's ring of new pixels is a few percent of
+    # the loss and the CE is met by keeping the rest of Q as it was.
+    ce_change_share: float = 0.0
 
     def replace(self, **overrides) -> "EditSettings":
         """Copy with overrides; unknown names, non-finite or negative values (lr ≤ 0) raise ValueError."""
@@ -78,8 +82,8 @@ class EditSettings:
             if key not in known:
                 raise ValueError(f"unknown edit setting {key!r} (known: {sorted(known)})")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0 or (key == "lr" and value == 0):
-                raise ValueError(f"{key} must be a finite number ≥ 0 (lr > 0), got {value!r}")
+                    or value < 0 or (key == "lr" and value == 0) or (key == "ce_change_share" and value > 1):
+                raise ValueError(f"{key} must be a finite number ≥ 0 (lr > 0, ce_change_share ≤ 1), got {value!r}")
         return dataclasses.replace(self, **{k: float(v) for k, v in overrides.items()})
 
 
@@ -270,9 +274,9 @@ class EditObjective:
         ys, xs = np.nonzero(region_s.any((0, 2)))[0], np.nonzero(region_s.any((0, 1)))[0]
         self.box = (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1)  # union of the faces' boxes
         y0, y1, x0, x1 = self.box
-        ce_mask = torch.from_numpy(region_s[:, y0:y1, x0:x1]).to(device).float()
-        # mean over each face's Q pixels as a weighted sum (no boolean gather)
-        self.ce_weight = ce_mask / ce_mask.sum((1, 2), keepdim=True)
+        changed_s = np.stack([_to_grid(b != t, s) for b, t in zip(before, target)])
+        weights = ce_weights(region_s, changed_s, settings.ce_change_share)[:, y0:y1, x0:x1]
+        self.ce_weight = torch.from_numpy(np.ascontiguousarray(weights)).to(device)  # a weighted sum, no boolean gather
         self.ce_target = torch.from_numpy(target_s[:, y0:y1, x0:x1].astype(np.int64)).to(device)[None, :, None]
 
     def per_image(self, delta: torch.Tensor, faces: slice = slice(None)) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -430,6 +434,23 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
                    outside_q=int(np.count_nonzero(~region)), steps=steps, best_step=opt.best_step, start=chosen,
                    seconds=time.perf_counter() - t0)
     return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics)
+
+
+def ce_weights(region: np.ndarray, changed: np.ndarray, change_share: float) -> np.ndarray:
+    """Per-pixel cross-entropy weights ``[K, h, w]`` float32, summing to 1 per face over its Q.
+
+    ``change_share`` 0: uniform over Q (the paper). Otherwise the changed pixels of Q share that
+    much of the weight and Q's other pixels the rest (all of it to one side when the other is empty).
+    """
+    assert region.shape == changed.shape and region.ndim == 3 and 0 <= change_share <= 1
+    q = region.astype(np.float32)
+    if change_share == 0:
+        return q / np.maximum(q.sum((1, 2), keepdims=True), 1)
+    new = (region & changed).astype(np.float32)
+    rest = q - new
+    n_new, n_rest = new.sum((1, 2), keepdims=True), rest.sum((1, 2), keepdims=True)
+    share = np.where(n_rest == 0, 1.0, np.where(n_new == 0, 0.0, change_share)).astype(np.float32)
+    return share * new / np.maximum(n_new, 1) + (1 - share) * rest / np.maximum(n_rest, 1)
 
 
 def edit_objective(generator: Generator, segmenter: Segmenter, perceptual, ws: torch.Tensor, before: np.ndarray,

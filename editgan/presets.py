@@ -184,12 +184,14 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     region = class_region(labels, after, classes, region_radius(generator.resolution))
     if refine_steps > 0 and region.any():
         # Nobody painted the vector's labels, so there is no painting for the class-colour term to
-        # colour; with it, the demo bundle's big_pupils refinement lost 2.2 dB (docs/demo-model.md).
+        # colour (with it, the demo bundle's big_pupils refinement lost 2.2 dB, docs/demo-model.md);
+        # the cross-entropy stays uniform over Q too: the change share was measured on paintings only.
         # Refinement polishes a change the vector already draws: its steps stay at most the paper's
         # (the demo bundle's edit lr 0.06 took its preset + 30 refine from +1.74 to +1.47 dB).
         refined = segmentation_edit(generator, segmenter, perceptual, ws, reconstruction, labels, after,
                                     classes=classes, init_delta=delta, steps=refine_steps,
-                                    settings=settings.replace(lambda_colour=0.0, lr=min(settings.lr, PAPER_LR)),
+                                    settings=settings.replace(lambda_colour=0.0, ce_change_share=0.0,
+                                                              lr=min(settings.lr, PAPER_LR)),
                                     progress=progress, should_cancel=should_cancel)
         # the vector's labels are not a painting: like an unrefined preset, composite all of Q
         return dataclasses.replace(refined, composite=refined.region)

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from editgan.class_colours import class_colour_reference
-from editgan.editing import (Cancelled, EditObjective, EditSettings, class_region, edit_region, leak, optimize_latent,
-                             psnr, region_iou, region_radius, render, segmentation_edit, touched_classes)
+from editgan.editing import (Cancelled, EditObjective, EditSettings, ce_weights, class_region, edit_region, leak,
+                             optimize_latent, psnr, region_iou, region_radius, render, segmentation_edit,
+                             touched_classes)
 from editgan.generator import Generator
 from editgan.geometry import dilate
 from editgan.imageio import to_uint8
@@ -112,7 +113,8 @@ def test_psnr():
 def test_settings_validation():
     s = EditSettings().replace(lambda_ce=2, lr=0.01)
     assert s.lambda_ce == 2.0 and s.lambda_rgb == 15.0
-    for bad in (dict(bogus=1), dict(lr=0), dict(lambda_mse=-1), dict(lambda_ce=float("nan")), dict(lr="x")):
+    for bad in (dict(bogus=1), dict(lr=0), dict(lambda_mse=-1), dict(lambda_ce=float("nan")), dict(lr="x"),
+                dict(ce_change_share=1.5)):
         with pytest.raises(ValueError):
             EditSettings().replace(**bad)
 
@@ -201,6 +203,36 @@ def test_keep_q_weighs_the_appearance_of_qs_unchanged_pixels(models):
         with torch.no_grad():
             rgb[keep] = float(objective.terms(probe)[0]["rgb"])
     assert rgb[0.0] < rgb[0.5] < rgb[1.0]
+
+
+def test_ce_weights_share_the_cross_entropy_between_the_change_and_the_rest_of_q():
+    region = np.zeros((2, 4, 4), bool)
+    region[:, :2] = True                      # 8 pixels of Q per face
+    changed = np.zeros_like(region)
+    changed[0, 0, :2] = True                  # face 0: 2 changed pixels in Q, one more outside it
+    changed[0, 3, 3] = True
+    paper = ce_weights(region, changed, 0.0)
+    assert np.allclose(paper[region], 1 / 8) and (paper[~region] == 0).all()
+    w = ce_weights(region, changed, 0.3)
+    assert np.allclose(w[0][changed[0] & region[0]], 0.3 / 2) and np.allclose(w[0][region[0] & ~changed[0]], 0.7 / 6)
+    assert w[0, 3, 3] == 0 and np.allclose(w.sum((1, 2)), 1)
+    assert np.allclose(w[1][region[1]], 1 / 8)  # nothing changed in face 1's Q: the rest takes it all
+    everything = ce_weights(region, region.copy(), 0.3)
+    assert np.allclose(everything[region], 1 / 8)  # Q all changed: the change takes it all
+
+
+def test_ce_change_share_weighs_the_painted_change(models):
+    g, seg, perceptual = models
+    ws, _, before, target = _edit_case(g, seg)
+    region = edit_region(before, target, region_radius(32))
+    changed = (before != target) & region
+    weights = {}
+    for share in (0.0, 0.6):
+        objective = EditObjective(g, seg, perceptual, ws, render(g, None, ws)[0], before[None], region[None],
+                                  target[None], EditSettings(ce_change_share=share))
+        y0, y1, x0, x1 = objective.box
+        weights[share] = float(objective.ce_weight[0][torch.from_numpy(changed[y0:y1, x0:x1])].sum())
+    assert weights[0.0] == pytest.approx(changed.sum() / region.sum(), abs=1e-6) and weights[0.6] == pytest.approx(0.6)
 
 
 def test_colour_term_pulls_the_painted_pixels_to_their_class_colour(models):

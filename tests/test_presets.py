@@ -128,11 +128,12 @@ def test_refinement_preserves_outside(models):
 
 
 def test_refinement_has_no_painting_to_colour(models):
-    """The class-colour term colours what a user painted; a vector's own labels are not a painting."""
+    """The class-colour term and the change share weigh what a user painted; a vector's own labels are not a painting."""
     g, seg, perceptual, ws, recon, labels, delta = models
-    runs = [apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], refine_steps=4,
-                         settings=EditSettings(lambda_colour=weight)) for weight in (0.0, 50.0)]
-    assert torch.equal(runs[0].delta, runs[1].delta) and not torch.equal(runs[0].delta, delta)
+    runs = [apply_vector(g, seg, perceptual, ws, recon, labels, delta, [3], refine_steps=4, settings=settings)
+            for settings in (EditSettings(), EditSettings(lambda_colour=50.0), EditSettings(ce_change_share=0.9))]
+    assert torch.equal(runs[0].delta, runs[1].delta) and torch.equal(runs[0].delta, runs[2].delta)
+    assert not torch.equal(runs[0].delta, delta)
 
 
 def test_refinement_steps_at_most_at_the_papers_lr(models):

@@ -13,8 +13,8 @@ pasted where they differ), then run every mode:
   class over the painted pixels. Skipped when the bundle's edit settings have no class-colour term;
 * ``edit-cold`` — the same started from the embedding itself (the only ``edit`` before presets
   were tried as starts);
-* ``paper`` — started from the embedding, with the paper's loss (all of Q free, no class-colour term)
-  and constant lr (no warm-up);
+* ``paper`` — started from the embedding, with the paper's settings: its loss weights (all of Q
+  free, no class-colour term, the cross-entropy uniform over Q) and its constant lr (no warm-up);
 * ``preset``, ``preset+10``, ``preset+30`` — the bundle's preset of the same name at its default
   strength, without / with self-supervised refinement (only when the bundle has that preset).
 
@@ -33,13 +33,14 @@ model resolution inside the editor's Q.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
 import numpy as np
 
 from .. import toyfaces
-from ..editing import PAPER_LR, edit_region, psnr, region_iou, region_radius, touched_classes
+from ..editing import EditSettings, edit_region, psnr, region_iou, region_radius, touched_classes
 from ..editor import Editor, EditorError
 from ..geometry import to_source
 from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels
@@ -72,7 +73,7 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
     if mode in ("edit", "edit-colours", "edit-cold", "paper"):
-        overrides = {"lr": PAPER_LR, "warmup": 0.0, "keep_q": 0.0, "lambda_colour": 0.0} if mode == "paper" else {}
+        overrides = dataclasses.asdict(EditSettings(warmup=0.0)) if mode == "paper" else {}
         if mode == "edit-colours":  # the editor refuses colours (invalid_argument) without the colour term
             overrides["part_colours"] = picked_colours(editor, session, user_labels, target_rgb)
         result = editor.edit(session, user_labels, steps=edit_steps, from_presets=mode in ("edit", "edit-colours"),
