@@ -141,6 +141,11 @@ def leak(result: np.ndarray, reconstruction: np.ndarray, region: np.ndarray) -> 
     return float(np.count_nonzero(changed & outside) / np.count_nonzero(outside))
 
 
+def leak_metrics(result: np.ndarray, reconstruction: np.ndarray, region: np.ndarray) -> dict:
+    """``{"leak", "outside_q"}`` of an edit's metrics: the leak and the pixel count it is a share of."""
+    return {"leak": leak(result, reconstruction, region), "outside_q": int(np.count_nonzero(~region))}
+
+
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     """PSNR in dB of uint8 images (optionally over ``mask`` pixels only); inf when identical."""
     d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
@@ -430,9 +435,8 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     new_ws = ws.detach() + opt.delta
     img, labels = render(generator, segmenter, new_ws)
     image = to_uint8(img[0])
-    metrics = dict(iou=region_iou(labels, target, region, classes), leak=leak(image, reconstruction, region),
-                   outside_q=int(np.count_nonzero(~region)), steps=steps, best_step=opt.best_step, start=chosen,
-                   seconds=time.perf_counter() - t0)
+    metrics = dict(iou=region_iou(labels, target, region, classes), **leak_metrics(image, reconstruction, region),
+                   steps=steps, best_step=opt.best_step, start=chosen, seconds=time.perf_counter() - t0)
     return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics)
 
 

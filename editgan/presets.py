@@ -27,8 +27,8 @@ import torch
 from .bundle import BundleError, sanitize_name
 from .class_colours import PartColours
 from .editing import (PAPER_LR, Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, class_region,
-                      edit_objective, leak, optimize_latent, region_iou, region_radius, render, segmentation_edit,
-                      touched_classes)
+                      edit_objective, leak, leak_metrics, optimize_latent, region_iou, region_radius, render,
+                      segmentation_edit, touched_classes)
 from .generator import Generator
 from .imageio import to_uint8
 from .segmenter import Segmenter
@@ -198,8 +198,7 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
     if should_cancel is not None and should_cancel():
         raise Cancelled()
     image = to_uint8(img[0])
-    metrics = dict(iou=None, leak=leak(image, reconstruction, region), outside_q=int(np.count_nonzero(~region)),
-                   steps=0, best_step=0,
+    metrics = dict(iou=None, **leak_metrics(image, reconstruction, region), steps=0, best_step=0,
                    seconds=time.perf_counter() - t0)
     return EditOutcome(ws.detach() + delta, delta, image, after, region, region, sorted(classes), metrics)
 

@@ -47,11 +47,13 @@ def tasks_means_table(tasks: dict) -> list[str]:
     for task_modes in tasks["summary"].values():
         for mode, m in task_modes.items():
             modes.setdefault(mode, []).append(m)
-    rows = [[mode, _mean([c["gain"] for c in cells]), _mean([c["iou"] for c in cells]),
-             _mean([c.get("iou_vs_painting") for c in cells]), _mean([c.get("painting_iou") for c in cells]), _percent(_mean([c["leak"] for c in cells])), _percent(_pooled(cells)),
-             len(cells)] for mode, cells in modes.items()]
-    return _table(["mode", "edit gain (dB)", "target IoU", "IoU with the painting", "the painting's IoU", "leak % (mean of edits)",
-                   "leak % (pooled pixels)", "tasks"], rows)
+    def mean(key):
+        return lambda cells: _mean([c.get(key) for c in cells])
+    columns = [mean("gain"), mean("iou"), mean("iou_vs_painting"), mean("painting_iou"),
+               lambda cells: _percent(_mean([c["leak"] for c in cells])), lambda cells: _percent(_pooled(cells)), len]
+    rows = [[mode] + [column(cells) for column in columns] for mode, cells in modes.items()]
+    return _table(["mode", "edit gain (dB)", "target IoU", "IoU with the painting", "the painting's IoU",
+                   "leak % (mean of edits)", "leak % (pooled pixels)", "tasks"], rows)
 
 
 def tasks_table(tasks: dict) -> list[str]:
@@ -59,8 +61,9 @@ def tasks_table(tasks: dict) -> list[str]:
     for task, modes in tasks["summary"].items():
         for mode, m in modes.items():
             starts = ", ".join(f"{name} ×{count}" for name, count in m.get("starts", {}).items())
-            rows.append([task, mode, m["gain"], m["iou"], m.get("painting_iou"), _percent(m["leak"]), _percent(m.get("leak_pooled")), m["psnr_outside"],
-                         m["seconds"], f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else ""), starts])
+            rows.append([task, mode, m["gain"], m["iou"], m.get("painting_iou"), _percent(m["leak"]),
+                         _percent(m.get("leak_pooled")), m["psnr_outside"], m["seconds"],
+                         f"{m['n']}" + (f" (+{m['skipped']} skipped)" if m["skipped"] else ""), starts])
     means = ["Mean over the tasks. *Target IoU*: the result's labels against the target's true labels. *IoU with the "
              "painting*: against what the user painted (the editor's own figure, segmentation edits only). *The "
              "painting's IoU*: the user's painted labels scored as a result would be (they keep the segmentation's "
@@ -68,8 +71,8 @@ def tasks_table(tasks: dict) -> list[str]:
              "over pixels outside Q, all edits together (Q is often nearly the whole picture, so one edit's share "
              "is of a few dozen pixels).", ""] + tasks_means_table(tasks)
     return means + ["", "Per task:", ""] + _table(
-        ["task", "mode", "edit gain (dB)", "target IoU", "the painting's IoU", "leak %", "leak % (pooled)", "PSNR outside Q (dB)", "seconds",
-         "n", "started from preset (times)"], rows)
+        ["task", "mode", "edit gain (dB)", "target IoU", "the painting's IoU", "leak %", "leak % (pooled)",
+         "PSNR outside Q (dB)", "seconds", "n", "started from preset (times)"], rows)
 
 
 def timings_table(timings: dict) -> list[str]:

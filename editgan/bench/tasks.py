@@ -47,6 +47,7 @@ from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels
 
 PSNR_CAP = 100.0
 MODES = ("noop", "edit", "edit-colours", "edit-cold", "paper", "preset", "preset+10", "preset+30")
+EDIT_MODES = ("edit", "edit-colours", "edit-cold", "paper")  # segmentation edits of the painting
 METRICS = ("gain", "iou", "leak", "psnr_outside", "seconds", "painting_iou", "iou_vs_painting")
 
 
@@ -72,7 +73,7 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
               target_rgb: np.ndarray):
     if mode == "noop":
         return session.source, session.source_labels, {"leak": 0.0, "seconds": 0.0}
-    if mode in ("edit", "edit-colours", "edit-cold", "paper"):
+    if mode in EDIT_MODES:
         overrides = dataclasses.asdict(EditSettings(warmup=0.0)) if mode == "paper" else {}
         if mode == "edit-colours":  # the editor refuses colours (invalid_argument) without the colour term
             overrides["part_colours"] = picked_colours(editor, session, user_labels, target_rgb)
@@ -83,8 +84,8 @@ def _run_mode(editor: Editor, session, mode: str, user_labels, task: str, edit_s
         refine = int(mode.split("+")[1]) if "+" in mode else 0
         result = editor.apply_presets(session, [(task, strength)], refine_steps=refine)
     labels = to_source(result.labels, session.geometry)
-    extra = {"leak": result.metrics["leak"], "outside_q": result.metrics["outside_q"], "seconds": result.metrics["seconds"]}
-    if mode in ("edit", "edit-colours", "edit-cold", "paper"):  # the editor's own IoU: its result vs the painting
+    extra = {k: result.metrics[k] for k in ("leak", "outside_q", "seconds")}
+    if mode in EDIT_MODES:  # the editor's own IoU: its result vs the painting
         extra["iou_vs_painting"] = result.metrics["iou"]
     if result.metrics.get("start"):
         extra["start"] = result.metrics["start"]["preset"]
