@@ -79,8 +79,11 @@ def test_feather_profile():
     m[10:20, 10:20] = True
     a = feather(m, 3)
     assert np.all(a[m] == 1)
-    assert np.all(a[:4] == 0) and np.all(a[:, 26:] == 0)  # 2·radius = 6 px beyond the region
-    assert 0 < a[9, 15] < 1 and 0 < a[15, 22] < 1 and a[15, 22] < a[15, 21]
+    assert np.all(a[:7] == 0) and np.all(a[:, 23:] == 0)  # radius = 3 px beyond the region
+    ring = a[~m]
+    assert ring.max() < 0.5  # the ring around the region gets less than half of the edit
+    assert a[9, 15] == pytest.approx(3 / 7) and a[15, 22] == pytest.approx(1 / 7) and 0 < a[15, 22] < a[15, 21]
+    assert np.array_equal(feather(m, 0), m.astype(np.float32)) and not feather(np.zeros_like(m), 2).any()
 
 
 def test_changed_box():
