@@ -187,7 +187,8 @@ def apply_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
         # colour (with it, the demo bundle's big_pupils refinement lost 2.2 dB, docs/demo-model.md);
         # the cross-entropy stays uniform over Q too: the change share was measured on paintings only.
         # Refinement polishes a change the vector already draws: its steps stay at most the paper's
-        # (at the demo bundle's edit lr of the time, 0.06, its preset + 30 refine fell from +1.74 to +1.47 dB).
+        # (at the demo bundle's edit lr of the time, 0.06, its preset + 30 refine fell from +1.74
+        # to +1.47 dB).
         refined = segmentation_edit(generator, segmenter, perceptual, ws, reconstruction, labels, after,
                                     classes=classes, init_delta=delta, steps=refine_steps,
                                     settings=settings.replace(lambda_colour=0.0, ce_change_share=0.0,
@@ -257,6 +258,6 @@ def learn_vector(generator: Generator, segmenter: Segmenter, perceptual, ws: tor
         per_face.append({"iou": region_iou(labels, target[i], regions[i], touched[i]),
                          "leak": leak(to_uint8(img[0]), reconstruction, regions[i])})
     metrics = {"iou": float(np.mean([f["iou"] for f in per_face])),
-               "leak": float(np.mean([f["leak"] for f in per_face])), "per_face": per_face, "faces": k, "steps": steps, "best_step": opt.best_step,
-               "seconds": time.perf_counter() - t0}
+               "leak": float(np.mean([f["leak"] for f in per_face])), "per_face": per_face,
+               "faces": k, "steps": steps, "best_step": opt.best_step, "seconds": time.perf_counter() - t0}
     return LearnedVector(opt.delta, sorted(set().union(*touched)), metrics)
