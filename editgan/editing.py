@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .class_colours import PartColours, class_colour_reference
 from .generator import Generator
-from .geometry import dilate
+from .geometry import dilate, removed_rim
 from .imageio import to_uint8
 from .segmenter import Segmenter
 
@@ -360,6 +360,7 @@ class EditOutcome:
     composite: np.ndarray     # bool (R, R) ⊆ Q, what is blended into the source
     classes: list[int]        # class ids the edit targets
     metrics: dict
+    rim: np.ndarray | None = None  # bool (R, R): the rim of parts painted away, composited too (removed_rim)
 
 
 @torch.no_grad()
@@ -411,7 +412,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
         part_colours: the user's and the domain's colours of painted classes, see :class:`EditObjective`.
 
     The outcome's ``composite`` (what the caller blends into the source, feathered) is the painted
-    change within Q. Q also holds every other pixel of a touched class (all the skin of a smile),
+    change within Q, and its ``rim`` that of the parts the painting removes. Q also holds every other pixel of a touched class (all the skin of a smile),
     where the generator's changes are side effects; a 64² generator draws a bigger pupil as a
     blurred dark blob, so even a one-pixel ring around the change darkens the iris.
     """
@@ -437,7 +438,8 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     image = to_uint8(img[0])
     metrics = dict(iou=region_iou(labels, target, region, classes), **leak_metrics(image, reconstruction, region),
                    steps=steps, best_step=opt.best_step, start=chosen, seconds=time.perf_counter() - t0)
-    return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics)
+    return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics,
+                       rim=removed_rim(before, target) & region)
 
 
 def ce_weights(region: np.ndarray, changed: np.ndarray, change_share: float) -> np.ndarray:

@@ -277,7 +277,7 @@ class Editor:
     def _finish(self, session: Session, outcome: EditOutcome, drawn: np.ndarray | None = None) -> EditResult:
         """Blend the outcome into the source; ``drawn``: the source pixels the user repainted (see ``blend_back``)."""
         image, region, box = blend_back(session.source, session.geometry, outcome.image, session.reconstruction,
-                                        outcome.composite, drawn=drawn)
+                                        outcome.composite, drawn=drawn, rim=outcome.rim)
         result = EditResult(image, box, outcome.image, outcome.labels, region,
                             outcome.delta[0].detach().cpu().numpy().astype(np.float32), outcome.classes,
                             outcome.metrics)

@@ -208,6 +208,32 @@ def feather(mask: np.ndarray, radius: int) -> np.ndarray:
     return alpha
 
 
+# A changed pixel whose old class has none of itself this close (pixels) in the painting lies in a
+# part painted away (see removed_rim).
+RIM_NEAR = 4
+
+
+def removed_rim(before: np.ndarray, after: np.ndarray, near: int = RIM_NEAR) -> np.ndarray:
+    """The rim of the parts a painting removes: bool, on the labels' grid.
+
+    A part's outline and anti-aliased edge read as its neighbour (the dark rim of an eye is skin),
+    so a composite over the painted pixels alone keeps them: a ghost of the open eye around a
+    closed lid. A changed pixel whose old class has none of itself within ``near`` pixels of
+    ``after`` belongs to a removed part; its rim is the unchanged pixels next to it that ``after``
+    labels with a class painted over the part (the skin around a closed eye). A part that only grows
+    or shrinks keeps its class nearby and has no rim: the iris around a bigger pupil stays the
+    source's.
+    """
+    assert before.shape == after.shape and before.ndim == 2
+    changed = before != after
+    removed = np.zeros_like(changed)
+    for c in np.unique(before[changed]).tolist():
+        removed |= changed & (before == c) & ~dilate(after == c, near).numpy()
+    if not removed.any():
+        return removed
+    return dilate(removed, 1).numpy() & ~changed & np.isin(after, np.unique(after[removed]))
+
+
 def changed_box(a: np.ndarray, b: np.ndarray) -> Box:
     """Bounding box (x, y, w, h) of pixels where two images differ; (0, 0, 0, 0) when identical."""
     diff = (a != b).reshape(a.shape[0], a.shape[1], -1).any(-1)
@@ -224,7 +250,7 @@ REDRAWN_LEVELS = 8.0
 
 def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruction: np.ndarray,
                region: np.ndarray, feather_px: int | None = None,
-               drawn: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
+               drawn: np.ndarray | None = None, rim: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, Box]:
     """Composite a model-resolution edit into the full-resolution source.
 
     Args:
@@ -240,6 +266,8 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
             generator's drawing of the new part is what belongs there. A drawn pixel the result
             moved by less than ``REDRAWN_LEVELS`` mixes the two in proportion, so an edit that left
             it alone leaves the source.
+        rim: bool (R, R), the rim of parts the user painted away (:func:`removed_rim`): it joins
+            ``region`` and takes the result itself as drawn pixels do.
 
     Returns (image uint8 (H, W, 3), region at source size bool (H, W), changed box (x, y, w, h)).
     Pixels farther than feather_px from the region are bit-identical to ``source``.
@@ -247,6 +275,9 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
     r = geo.resolution
     assert source.shape == (geo.height, geo.width, 3) and source.dtype == np.uint8
     assert result.shape == reconstruction.shape == (r, r, 3) and region.shape == (r, r)
+    if rim is not None:
+        assert rim.shape == (r, r), f"rim must be ({r}, {r}), got {rim.shape}"
+        region = region | rim
     region_src = to_source(region.astype(bool), geo)
     radius = max(1, round(geo.side / r)) if feather_px is None else int(feather_px)
     alpha = feather(region_src, radius)
@@ -266,12 +297,16 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
     a_crop = alpha[y0:y1, x0:x1, None]
     src = source[y0:y1, x0:x1]
     blended = src.astype(np.float32) + a_crop * diff
+    redrawn = np.zeros_like(region_src)
     if drawn is not None:
         assert drawn.shape == (geo.height, geo.width), f"drawn must be ({geo.height}, {geo.width}), got {drawn.shape}"
-        replace = (drawn & region_src)[y0:y1, x0:x1, None]
-        if replace.any():
-            weight = np.clip(np.abs(diff).max(-1, keepdims=True) / REDRAWN_LEVELS, 0, 1) * replace
-            blended = weight * to_crop(result.astype(np.float32)) + (1 - weight) * blended
+        redrawn |= drawn
+    if rim is not None:
+        redrawn |= to_source(rim.astype(bool), geo)
+    replace = (redrawn & region_src)[y0:y1, x0:x1, None]
+    if replace.any():
+        weight = np.clip(np.abs(diff).max(-1, keepdims=True) / REDRAWN_LEVELS, 0, 1) * replace
+        blended = weight * to_crop(result.astype(np.float32)) + (1 - weight) * blended
     blended = np.clip(np.round(blended), 0, 255).astype(np.uint8)
     out[y0:y1, x0:x1] = np.where(a_crop > 0, blended, src)
     return out, region_src, changed_box(out, source)

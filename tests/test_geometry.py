@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from editgan.geometry import (REDRAWN_LEVELS, Geometry, blend_back, changed_box, dilate, edit_to_model, feather, fit,
-                              resize_matrix, to_source)
+                              removed_rim, resize_matrix, to_source)
 
 
 def _image(h, w, seed=0):
@@ -153,6 +153,50 @@ def test_blend_back_drawn_pixels_take_the_result_itself():
     recon_src = np.einsum("yh,hwc,xw->yxc", up, recon.astype(np.float64), up)
     expected = np.clip(weight * (recon_src + 2) + (1 - weight) * (source + 2.0), 0, 255)
     assert np.abs(nudged[18:30, 18:30] - expected[18:30, 18:30]).max() <= 1
+
+
+def _eye(pupil_radius: int) -> np.ndarray:
+    """Labels 32²: skin (1), an eye white (4) with an iris (5) and a pupil (6) of ``pupil_radius``."""
+    y, x = np.mgrid[:32, :32]
+    d = np.hypot(y - 16, x - 16)
+    labels = np.ones((32, 32), np.uint8)
+    labels[d <= 7] = 4
+    labels[d <= 4] = 5
+    labels[d <= pupil_radius] = 6
+    return labels
+
+
+def test_removed_rim_rings_a_part_painted_away_and_nothing_that_grows():
+    eye = _eye(2)
+    closed = np.ones_like(eye)                        # the whole eye painted over with skin
+    rim = removed_rim(eye, closed)
+    changed = eye != closed
+    assert rim.any() and not (rim & changed).any()
+    assert np.array_equal(rim, dilate(changed, 1).numpy() & ~changed)   # the skin ring around the eye
+    assert not removed_rim(eye, _eye(3)).any()        # a bigger pupil: the iris stays next to it
+    # half an eye painted away: only its pixels farther than ``near`` from the kept half are removed
+    half = eye.copy()
+    half[:, :16] = 1
+    rim = removed_rim(eye, half)                      # near 4: removed up to column 11, the rim to 12
+    assert rim.any() and not rim[:, 13:].any()
+    assert not removed_rim(eye, half, near=8).any()   # the eye spans columns 9..23
+
+
+def test_blend_back_rim_joins_the_composite_and_takes_the_result():
+    source = _image(64, 64, 6)
+    model, geo = fit(source, 32)
+    result = np.full((32, 32, 3), 200, np.uint8)
+    region = np.zeros((32, 32), bool)
+    region[10:14, 10:14] = True
+    rim = dilate(region, 1).numpy() & ~region
+    drawn = to_source(region, geo)
+    plain, region_plain, _ = blend_back(source, geo, result, model, region, drawn=drawn)
+    out, region_src, _ = blend_back(source, geo, result, model, region, drawn=drawn, rim=rim)
+    rim_src = to_source(rim, geo)
+    assert np.array_equal(region_src, region_plain | rim_src)
+    assert np.all(out[rim_src] == 200) and not np.all(plain[rim_src] == 200)
+    alpha = feather(region_src, 2)
+    assert np.array_equal(out[alpha == 0], source[alpha == 0])   # bit-identical outside the feathered composite
 
 
 def test_blend_back_no_change():
