@@ -93,6 +93,13 @@ def region_radius(resolution: int) -> int:
     return max(1, round(3 * resolution / 512))
 
 
+def rim_distances(resolution: int) -> dict[str, int]:
+    """``near`` and ``width`` of :func:`editgan.geometry.removed_rim` at a model resolution: a part
+    with none of its class left within 1/16 of the side is removed (4 px at 64²), and its rim is
+    one region radius wide (1 px at 64², 3 at 512²)."""
+    return dict(near=max(1, round(resolution / 16)), width=region_radius(resolution))
+
+
 def touched_classes(before: np.ndarray, after: np.ndarray) -> list[int]:
     """Sorted class ids present on either side of a changed pixel."""
     changed = before != after
@@ -439,7 +446,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     metrics = dict(iou=region_iou(labels, target, region, classes), **leak_metrics(image, reconstruction, region),
                    steps=steps, best_step=opt.best_step, start=chosen, seconds=time.perf_counter() - t0)
     return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics,
-                       rim=removed_rim(before, target) & region)
+                       rim=removed_rim(before, target, **rim_distances(r)) & region)
 
 
 def ce_weights(region: np.ndarray, changed: np.ndarray, change_share: float) -> np.ndarray:

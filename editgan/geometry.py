@@ -208,30 +208,25 @@ def feather(mask: np.ndarray, radius: int) -> np.ndarray:
     return alpha
 
 
-# A changed pixel whose old class has none of itself this close (pixels) in the painting lies in a
-# part painted away (see removed_rim).
-RIM_NEAR = 4
-
-
-def removed_rim(before: np.ndarray, after: np.ndarray, near: int = RIM_NEAR) -> np.ndarray:
+def removed_rim(before: np.ndarray, after: np.ndarray, near: int, width: int = 1) -> np.ndarray:
     """The rim of the parts a painting removes: bool, on the labels' grid.
 
     A part's outline and anti-aliased edge read as its neighbour (the dark rim of an eye is skin),
     so a composite over the painted pixels alone keeps them: a ghost of the open eye around a
     closed lid. A changed pixel whose old class has none of itself within ``near`` pixels of
-    ``after`` belongs to a removed part; its rim is the unchanged pixels next to it that ``after``
-    labels with a class painted over the part (the skin around a closed eye). A part that only grows
-    or shrinks keeps its class nearby and has no rim: the iris around a bigger pupil stays the
-    source's.
+    ``after`` belongs to a removed part; its rim is the unchanged pixels within ``width`` of it that
+    ``after`` labels with a class painted over the part (the skin around a closed eye). A part that
+    only grows or shrinks keeps its class nearby and has no rim: the iris around a bigger pupil
+    stays the source's.
     """
-    assert before.shape == after.shape and before.ndim == 2
+    assert before.shape == after.shape and before.ndim == 2 and near >= 1 and width >= 1
     changed = before != after
     removed = np.zeros_like(changed)
     for c in np.unique(before[changed]).tolist():
         removed |= changed & (before == c) & ~dilate(after == c, near).numpy()
     if not removed.any():
         return removed
-    return dilate(removed, 1).numpy() & ~changed & np.isin(after, np.unique(after[removed]))
+    return dilate(removed, width).numpy() & ~changed & np.isin(after, np.unique(after[removed]))
 
 
 def changed_box(a: np.ndarray, b: np.ndarray) -> Box:

@@ -169,15 +169,15 @@ def _eye(pupil_radius: int) -> np.ndarray:
 def test_removed_rim_rings_a_part_painted_away_and_nothing_that_grows():
     eye = _eye(2)
     closed = np.ones_like(eye)                        # the whole eye painted over with skin
-    rim = removed_rim(eye, closed)
+    rim = removed_rim(eye, closed, near=4)
     changed = eye != closed
     assert rim.any() and not (rim & changed).any()
     assert np.array_equal(rim, dilate(changed, 1).numpy() & ~changed)   # the skin ring around the eye
-    assert not removed_rim(eye, _eye(3)).any()        # a bigger pupil: the iris stays next to it
+    assert not removed_rim(eye, _eye(3), near=4).any()        # a bigger pupil: the iris stays next to it
     # half an eye painted away: only its pixels farther than ``near`` from the kept half are removed
     half = eye.copy()
     half[:, :16] = 1
-    rim = removed_rim(eye, half)                      # near 4: removed up to column 11, the rim to 12
+    rim = removed_rim(eye, half, near=4)              # removed up to column 11, the rim to 12
     assert rim.any() and not rim[:, 13:].any()
     assert not removed_rim(eye, half, near=8).any()   # the eye spans columns 9..23
 
