@@ -107,6 +107,9 @@ def test_edit_validation(editor, session):
     with pytest.raises(EditorError) as e:
         editor.edit(session, tiny)
     assert e.value.code == "no_change" and "too small" in e.value.message
+    with pytest.raises(EditorError) as e:  # the painting repeats the segmentation: say what to do
+        editor.edit(session, session.source_labels.copy())
+    assert "another class's colour" in e.value.message
     assert session.last_result is None
 
 
