@@ -419,9 +419,10 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
         part_colours: the user's and the domain's colours of painted classes, see :class:`EditObjective`.
 
     The outcome's ``composite`` (what the caller blends into the source, feathered) is the painted
-    change within Q, and its ``rim`` that of the parts the painting removes. Q also holds every other pixel of a touched class (all the skin of a smile),
-    where the generator's changes are side effects; a 64² generator draws a bigger pupil as a
-    blurred dark blob, so even a one-pixel ring around the change darkens the iris.
+    change within Q, and its ``rim`` that of the parts the painting removes. Q also holds every
+    other pixel of a touched class (all the skin of a smile), where the generator's changes are
+    side effects; a 64² generator draws a bigger pupil as a blurred dark blob, so even a one-pixel
+    ring around the change darkens the iris.
     """
     t0 = time.perf_counter()
     r = generator.resolution

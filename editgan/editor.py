@@ -187,7 +187,8 @@ class Editor:
         if np.array_equal(labels, session.source_labels):
             raise EditorError("no_change", "nothing to edit: every painted pixel already has that class in the "
                                            "segmentation; paint with another class's colour (a part the "
-                                           "segmentation does not show was not reconstructed, so no edit can remove it)")
+                                           "segmentation does not show was not reconstructed, so no edit can "
+                                           "remove it)")
         target = edit_to_model(labels, session.source_labels, session.labels, session.geometry)
         if np.array_equal(target, session.labels):
             raise EditorError("no_change", "the painted change is too small to show at the model resolution "
