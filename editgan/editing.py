@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .class_colours import PartColours, class_colour_reference
 from .generator import Generator
-from .geometry import dilate, removed_rim
+from .geometry import dilate
 from .imageio import to_uint8
 from .segmenter import Segmenter
 
@@ -94,9 +94,9 @@ def region_radius(resolution: int) -> int:
 
 
 def rim_distances(resolution: int) -> dict[str, int]:
-    """``near`` and ``width`` of :func:`editgan.geometry.removed_rim` at a model resolution: a part
-    with none of its class left within 1/16 of the side is removed (4 px at 64²), and its rim is
-    one region radius wide (1 px at 64², 3 at 512²)."""
+    """``near`` and ``width`` (model pixels) of :func:`editgan.geometry.painted_rim`: a part with none
+    of its class left within 1/16 of the side is removed (4 px at 64²), and its rim is one region
+    radius wide (1 px at 64², 3 at 512²)."""
     return dict(near=max(1, round(resolution / 16)), width=region_radius(resolution))
 
 
@@ -367,7 +367,6 @@ class EditOutcome:
     composite: np.ndarray     # bool (R, R) ⊆ Q, what is blended into the source
     classes: list[int]        # class ids the edit targets
     metrics: dict
-    rim: np.ndarray | None = None  # bool (R, R): the rim of parts painted away, composited too (removed_rim)
 
 
 @torch.no_grad()
@@ -419,10 +418,10 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
         part_colours: the user's and the domain's colours of painted classes, see :class:`EditObjective`.
 
     The outcome's ``composite`` (what the caller blends into the source, feathered) is the painted
-    change within Q, and its ``rim`` that of the parts the painting removes. Q also holds every
-    other pixel of a touched class (all the skin of a smile), where the generator's changes are
-    side effects; a 64² generator draws a bigger pupil as a blurred dark blob, so even a one-pixel
-    ring around the change darkens the iris.
+    change within Q (the editor adds the rim of parts painted away, :func:`rim_distances`). Q also
+    holds every other pixel of a touched class (all the skin of a smile), where the generator's
+    changes are side effects; a 64² generator draws a bigger pupil as a blurred dark blob, so even a
+    one-pixel ring around the change darkens the iris.
     """
     t0 = time.perf_counter()
     r = generator.resolution
@@ -446,8 +445,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
     image = to_uint8(img[0])
     metrics = dict(iou=region_iou(labels, target, region, classes), **leak_metrics(image, reconstruction, region),
                    steps=steps, best_step=opt.best_step, start=chosen, seconds=time.perf_counter() - t0)
-    return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics,
-                       rim=removed_rim(before, target, **rim_distances(r)) & region)
+    return EditOutcome(new_ws, opt.delta, image, labels, region, region & (before != target), classes, metrics)
 
 
 def ce_weights(region: np.ndarray, changed: np.ndarray, change_share: float) -> np.ndarray:

@@ -18,9 +18,10 @@ import torch
 from . import presets as presets_lib
 from .bundle import Bundle, BundleError, is_rgb8, sanitize_name
 from .class_colours import PartColours
-from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit, touched_classes
+from .editing import (Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, rim_distances, segmentation_edit,
+                      touched_classes)
 from .embedding import default_embed_settings, embed as embed_image
-from .geometry import Geometry, blend_back, edit_to_model, fit, to_source
+from .geometry import Geometry, blend_back, edit_to_model, fit, painted_rim, to_source
 from .cpu import flush_subnormals, retain_freed_memory
 from .perceptual import make_perceptual_loss
 from .photo_labels import PhotoSnapSettings, snap_to_source
@@ -227,8 +228,11 @@ class Editor:
         start = outcome.metrics["start"]
         outcome.metrics["start"] = None if start is None else \
             {"preset": candidates[start][0].name, "strength": candidates[start][1]}
-        # where the user repainted a class, the generator's drawing replaces the old part (blend_back)
-        result = self._finish(session, outcome, drawn=labels != session.source_labels)
+        # where the user repainted a class, the generator's drawing replaces the old part, and around a
+        # part painted away, its rim too (blend_back)
+        rim = painted_rim(session.source_labels, labels, session.geometry, **rim_distances(self.generator.resolution))
+        result = self._finish(session, outcome, drawn=labels != session.source_labels,
+                              rim=rim & to_source(outcome.region, session.geometry))
         session.last_painted, session.last_part_colours = labels.copy(), dict(part_colours or {})
         return result
 
@@ -277,10 +281,12 @@ class Editor:
         session.last_painted = session.last_part_colours = None
         return result
 
-    def _finish(self, session: Session, outcome: EditOutcome, drawn: np.ndarray | None = None) -> EditResult:
-        """Blend the outcome into the source; ``drawn``: the source pixels the user repainted (see ``blend_back``)."""
+    def _finish(self, session: Session, outcome: EditOutcome, drawn: np.ndarray | None = None,
+                rim: np.ndarray | None = None) -> EditResult:
+        """Blend the outcome into the source; ``drawn``: the source pixels the user repainted, ``rim``:
+        those around the parts they painted away (see ``blend_back``)."""
         image, region, box = blend_back(session.source, session.geometry, outcome.image, session.reconstruction,
-                                        outcome.composite, drawn=drawn, rim=outcome.rim)
+                                        outcome.composite, drawn=drawn, rim=rim)
         result = EditResult(image, box, outcome.image, outcome.labels, region,
                             outcome.delta[0].detach().cpu().numpy().astype(np.float32), outcome.classes,
                             outcome.metrics)

@@ -229,6 +229,27 @@ def removed_rim(before: np.ndarray, after: np.ndarray, near: int, width: int = 1
     return dilate(removed, width).numpy() & ~changed & np.isin(after, np.unique(after[removed]))
 
 
+# The rim test reads the painting on a grid of at most this side (every few pixels of a larger
+# photo), so a 12 MP photo costs what a 512² one does.
+RIM_GRID = 512
+
+
+def painted_rim(before: np.ndarray, after: np.ndarray, geo: Geometry, near: int, width: int) -> np.ndarray:
+    """:func:`removed_rim` of a source-size painting, bool (H, W); ``near`` and ``width`` in model pixels.
+
+    It reads the source's own labels rather than the model grid's: there, cells the strokes covered
+    less than half of keep the reconstruction's labels, and a few stray cells of a closed eye's iris
+    would each cancel the rim around them.
+    """
+    assert before.shape == after.shape == (geo.height, geo.width)
+    step = max(1, -(-max(geo.height, geo.width) // RIM_GRID))
+    per_model_pixel = geo.side / geo.resolution / step  # grid pixels
+    rim = removed_rim(before[::step, ::step], after[::step, ::step], max(1, round(near * per_model_pixel)),
+                      max(1, round(width * per_model_pixel)))
+    rim = np.repeat(np.repeat(rim, step, 0), step, 1)[:geo.height, :geo.width]
+    return rim & (before == after)
+
+
 def changed_box(a: np.ndarray, b: np.ndarray) -> Box:
     """Bounding box (x, y, w, h) of pixels where two images differ; (0, 0, 0, 0) when identical."""
     diff = (a != b).reshape(a.shape[0], a.shape[1], -1).any(-1)
@@ -261,8 +282,8 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
             generator's drawing of the new part is what belongs there. A drawn pixel the result
             moved by less than ``REDRAWN_LEVELS`` mixes the two in proportion, so an edit that left
             it alone leaves the source.
-        rim: bool (R, R), the rim of parts the user painted away (:func:`removed_rim`): it joins
-            ``region`` and takes the result itself as drawn pixels do.
+        rim: bool (H, W), the rim of parts the user painted away (:func:`painted_rim`): it joins
+            the region and takes the result itself as drawn pixels do.
 
     Returns (image uint8 (H, W, 3), region at source size bool (H, W), changed box (x, y, w, h)).
     Pixels farther than feather_px from the region are bit-identical to ``source``.
@@ -270,10 +291,10 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
     r = geo.resolution
     assert source.shape == (geo.height, geo.width, 3) and source.dtype == np.uint8
     assert result.shape == reconstruction.shape == (r, r, 3) and region.shape == (r, r)
-    if rim is not None:
-        assert rim.shape == (r, r), f"rim must be ({r}, {r}), got {rim.shape}"
-        region = region | rim
     region_src = to_source(region.astype(bool), geo)
+    if rim is not None:
+        assert rim.shape == (geo.height, geo.width), f"rim must be ({geo.height}, {geo.width}), got {rim.shape}"
+        region_src = region_src | rim
     radius = max(1, round(geo.side / r)) if feather_px is None else int(feather_px)
     alpha = feather(region_src, radius)
     out = source.copy()
@@ -297,7 +318,7 @@ def blend_back(source: np.ndarray, geo: Geometry, result: np.ndarray, reconstruc
         assert drawn.shape == (geo.height, geo.width), f"drawn must be ({geo.height}, {geo.width}), got {drawn.shape}"
         redrawn |= drawn
     if rim is not None:
-        redrawn |= to_source(rim.astype(bool), geo)
+        redrawn |= rim
     replace = (redrawn & region_src)[y0:y1, x0:x1, None]
     if replace.any():
         weight = np.clip(np.abs(diff).max(-1, keepdims=True) / REDRAWN_LEVELS, 0, 1) * replace

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from editgan.geometry import (REDRAWN_LEVELS, Geometry, blend_back, changed_box, dilate, edit_to_model, feather, fit,
-                              removed_rim, resize_matrix, to_source)
+                              painted_rim, removed_rim, resize_matrix, to_source)
 
 
 def _image(h, w, seed=0):
@@ -182,19 +182,36 @@ def test_removed_rim_rings_a_part_painted_away_and_nothing_that_grows():
     assert not removed_rim(eye, half, near=8).any()   # the eye spans columns 9..23
 
 
+def test_painted_rim_reads_the_source_labels_at_the_model_scale():
+    eye, closed = _eye(2), np.ones((32, 32), np.uint8)
+    big = lambda labels: np.kron(labels, np.ones((4, 4), np.uint8))   # the same painting at 128²
+    geo = Geometry.for_image(128, 128, 32)                             # 4 source pixels per model pixel
+    rim = painted_rim(big(eye), big(closed), geo, near=4, width=1)
+    assert np.array_equal(rim, big(removed_rim(eye, closed, near=4)))  # scaled to the model's pixels
+    # a stray source pixel of the old class is one pixel of the 128² grid, not a whole model cell,
+    # and only cancels the rim within 4 model pixels (16 source pixels) of it
+    strayed = big(closed)
+    strayed[64, 36] = 4
+    assert painted_rim(big(eye), strayed, geo, near=4, width=1)[:, 96:].any()
+    assert not painted_rim(big(eye), big(_eye(3)), geo, near=4, width=1).any()
+    # a photo larger than RIM_GRID is read every few pixels: same rim, upsampled
+    huge = Geometry.for_image(1024, 1024, 32)
+    wide = painted_rim(np.kron(eye, np.ones((32, 32), np.uint8)), np.ones((1024, 1024), np.uint8), huge, 4, 1)
+    assert np.array_equal(wide, np.kron(removed_rim(eye, closed, near=4), np.ones((32, 32), bool)))
+
+
 def test_blend_back_rim_joins_the_composite_and_takes_the_result():
     source = _image(64, 64, 6)
     model, geo = fit(source, 32)
     result = np.full((32, 32, 3), 200, np.uint8)
     region = np.zeros((32, 32), bool)
     region[10:14, 10:14] = True
-    rim = dilate(region, 1).numpy() & ~region
+    rim = to_source(dilate(region, 1).numpy() & ~region, geo)
     drawn = to_source(region, geo)
     plain, region_plain, _ = blend_back(source, geo, result, model, region, drawn=drawn)
     out, region_src, _ = blend_back(source, geo, result, model, region, drawn=drawn, rim=rim)
-    rim_src = to_source(rim, geo)
-    assert np.array_equal(region_src, region_plain | rim_src)
-    assert np.all(out[rim_src] == 200) and not np.all(plain[rim_src] == 200)
+    assert np.array_equal(region_src, region_plain | rim)
+    assert np.all(out[rim] == 200) and not np.all(plain[rim] == 200)
     alpha = feather(region_src, 2)
     assert np.array_equal(out[alpha == 0], source[alpha == 0])   # bit-identical outside the feathered composite
 
