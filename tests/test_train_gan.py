@@ -293,3 +293,59 @@ def test_segmenter_and_presets_stage_clis_record_their_recipes(tmp_path, capsys)
     assert all(gains[str(c)] < top - STRENGTH_TOLERANCE_DB for c in STRENGTH_CANDIDATES if c < best)
     meta = json.loads((tmp_path / "bundle" / "presets" / "add_glasses.json").read_text())
     assert meta["default_strength"] == best and "shared by 2 faces" in meta["source"]  # the vector itself stays
+
+
+def test_scale_gradient_keeps_values_and_scales_the_gradient():
+    from editgan.train.gan import _scale_gradient
+    x = torch.randn(5, requires_grad=True)
+    y = _scale_gradient(x, 0.25)
+    assert torch.equal(y, x)
+    (3 * y).sum().backward()
+    assert torch.allclose(x.grad, torch.full((5,), 0.75))
+
+
+def _mapping_snapshot(trainer):
+    return [p.detach().clone() for p in trainer.G.mapping.parameters()]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_mapping_learns_from_the_adversarial_loss_only_when_asked(tmp_path, weight):
+    cfg = _cfg()
+    cfg.swd_batch = 10 ** 6  # the code bank never fills: sliced Wasserstein matching never runs
+    trainer = GanTrainer(tmp_path / "a", cfg, overrides={"mapping_adv_weight": weight})
+    before = _mapping_snapshot(trainer)
+    stats = [trainer.step() for _ in range(2)]
+    assert all("swd" not in s for s in stats)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, trainer.G.mapping.parameters()))
+    assert moved == (weight > 0)
+    assert all(p.grad is None for p in trainer.G.mapping.parameters())  # nothing left over for the next step
+
+
+def test_mapping_adversarial_gradient_adds_to_the_code_matching(tmp_path):
+    """Same start and random draws: with the adversarial share the mapping ends elsewhere than with
+    the code matching alone, and both runs report the matching loss."""
+    ends = []
+    for weight in (0.0, 0.5):
+        cfg = _cfg()
+        cfg.swd_batch, cfg.code_bank = 4, 8
+        trainer = GanTrainer(tmp_path / f"b{weight}", cfg, overrides={"mapping_adv_weight": weight})
+        torch.manual_seed(3)
+        stats = trainer.step()
+        assert "swd" in stats
+        ends.append(_mapping_snapshot(trainer))
+    assert any(not torch.equal(a, b) for a, b in zip(*ends))
+
+
+def test_single_w_reconstructions_meet_the_discriminator_when_asked(tmp_path):
+    plain = GanTrainer(tmp_path / "p", _cfg())
+    assert "rec_adv" not in plain.step()
+    cfg = _cfg()
+    trainer = GanTrainer(tmp_path / "r", cfg, overrides={"rec_adv_weight": 0.5, "single_w_fraction": 1.0})
+    stats = trainer.step()
+    assert "rec_adv" in stats and stats["rec_adv"] > 0
+    fakes = trainer._last_fake
+    assert fakes.shape == (cfg.batch, 3, 32, 32)  # the discriminator's batch does not grow
+    samples, recs = torch.zeros(4, 3, 8, 8), torch.ones(3, 3, 8, 8)
+    mixed = trainer._fakes_for_d(samples, recs)
+    assert mixed.shape == samples.shape and mixed[:2].sum() == 0 and torch.equal(mixed[2:], recs[:2])
+    assert torch.equal(trainer._fakes_for_d(samples, recs[:0]), samples)  # no single-W codes this batch

@@ -77,7 +77,14 @@ class GanTrainConfig:
     class_balance: float = 0.0
     latreg_weight: float = 1.0
     single_w_fraction: float = 0.5
+    # Adversarial loss on the single-W reconstructions too (the discriminator scores them as fakes
+    # beside the mapping's samples): the synthesis network is sharpened where the encoder's codes
+    # are, not only where the mapping samples. 0 = reconstruction losses alone teach it there.
+    rec_adv_weight: float = 0.0
     lr_mapping: float = 0.05
+    # Weight of the adversarial loss on the mapping network (as in StyleGAN2, where it is all the
+    # mapping learns from). 0 = the mapping learns only to match the encoder's codes.
+    mapping_adv_weight: float = 0.0
     code_bank: int = 4096
     swd_batch: int = 512
     swd_projections: int = 256
@@ -193,8 +200,11 @@ class GanTrainer:
         # Synthesis + encoder: adversarial samples, reconstruction of reals (W+ or single W),
         # latent regression. The mapping network only learns in ``_match_mapping``.
         D.requires_grad_(False)
-        with torch.no_grad():
+        self.opt_map.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(cfg.mapping_adv_weight > 0):
             w = G.mapping(torch.randn(n, G.z_dim, device=self.device), update_w_avg=True)
+        if w.requires_grad:  # the mapping's share of the adversarial gradient, at its own weight
+            w = _scale_gradient(w, cfg.mapping_adv_weight / max(cfg.adv_weight, 1e-8))
         ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)
         fake, _ = G.synthesis(ws)
         g_adv = F.softplus(-D(fake)).mean()
@@ -208,17 +218,25 @@ class GanTrainer:
         lat_loss = (E(fake.detach()) - ws.detach()).square().mean()
         loss = (cfg.adv_weight * g_adv + cfg.rec_weight * rec_loss + cfg.edge_weight * rec_edges
                 + cfg.latreg_weight * lat_loss)
+        single_rec = rec[use_single.flatten()]
+        if cfg.rec_adv_weight > 0 and len(single_rec):
+            rec_adv = F.softplus(-D(single_rec)).mean()
+            loss = loss + cfg.rec_adv_weight * rec_adv
+            stats["rec_adv"] = rec_adv.item()
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_e.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         self.opt_e.step()
-        self._last_fake = fake.detach()
+        self._last_fake = self._fakes_for_d(fake.detach(), single_rec.detach())
         stats.update(g_adv=g_adv.item(), rec=rec_loss.item(), rec_edges=rec_edges.item(), latreg=lat_loss.item(),
                      rec_psnr=tensor_psnr(rec, real))
         self.code_bank = torch.cat([single.detach().squeeze(1), self.code_bank])[:cfg.code_bank]
         if len(self.code_bank) >= cfg.swd_batch:
             stats["swd"] = self._match_mapping()
+        elif w.requires_grad:
+            self.opt_map.step()
+            self.opt_map.zero_grad(set_to_none=True)
 
         self.images_seen += n
         self.iteration += 1
@@ -232,10 +250,19 @@ class GanTrainer:
         target = self.code_bank[torch.randperm(len(self.code_bank), device=self.device)[:cfg.swd_batch]]
         w = mapping(torch.randn(cfg.swd_batch, self.G.z_dim, device=self.device))
         loss = sliced_wasserstein(w, target, cfg.swd_projections)
-        self.opt_map.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # added to the adversarial gradient of this iteration, if any
         self.opt_map.step()
+        self.opt_map.zero_grad(set_to_none=True)
         return loss.item()
+
+    def _fakes_for_d(self, samples: torch.Tensor, single_rec: torch.Tensor) -> torch.Tensor:
+        """What the next discriminator step scores as fake: the mapping's samples, and with
+        ``rec_adv_weight`` the single-W reconstructions in place of as many of them (the same
+        batch size, so the discriminator's cost does not grow)."""
+        if self.cfg.rec_adv_weight <= 0 or not len(single_rec):
+            return samples
+        k = min(len(single_rec), len(samples) // 2)
+        return torch.cat([samples[k:], single_rec[:k]])
 
     @torch.no_grad()
     def _update_ema(self, batch: int) -> None:
@@ -303,6 +330,22 @@ class GanTrainer:
             self.write_samples()
             if log_file is not None:
                 log_file.close()
+
+
+class _GradientScale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def _scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; the gradient flowing back through it is multiplied by ``scale``."""
+    return _GradientScale.apply(x, scale)
 
 
 def _recorded_config(bundle) -> GanTrainConfig | None:
