@@ -16,11 +16,12 @@ def test_bench_cli_writes_json_markdown_and_pictures(tmp_path):
     labels[10:20, 10:20] = 9  # paint lips
     editor.save_preset("smile", editor.edit(session, labels, steps=2))
     out_json, out_md = tmp_path / "b.json", tmp_path / "b.md"
-    assert main(["bench", "--model", str(bundle_dir), "--parts", "model,tasks,timings,pictures", "--seeds", "1",
+    assert main(["bench", "--model", str(bundle_dir), "--parts", "model,samples,tasks,timings,pictures", "--seeds", "1", "--samples", "4",
                  "--quality-images", "2", "--repeats", "1", "--embed-steps", "2", "--threads", "1",
                  "--out-json", str(out_json), "--out-md", str(out_md), "--images-dir", str(tmp_path / "img")]) == 0
     results = json.loads(out_json.read_text())
-    assert set(results) >= {"header", "model_quality", "tasks", "timings"}
+    assert set(results) >= {"header", "model_quality", "samples", "tasks", "timings"}
+    assert results["samples"]["n"] == 4 and "## Demo model: random samples" in out_md.read_text()
     quality = results["model_quality"]
     assert quality["n"] == 2 and len(quality["per_class_iou"]) == len(quality["reconstruction"]["per_class_iou"]) == 13
     assert "reconstruction's reading" in out_md.read_text()

@@ -1,6 +1,7 @@
 """``editgan bench``: every benchmark of the project in one run → JSON + docs/benchmarks.md.
 
-Parts: ``model`` (inversion PSNR / segmentation IoU on held-out renders), ``tasks`` (edit quality
+Parts: ``model`` (inversion PSNR / segmentation IoU on held-out renders), ``samples`` (how often
+random samples show glasses, open mouths, closed eyes, hair styles, beside the renders), ``tasks`` (edit quality
 on counterfactuals), ``timings`` (demo-model operations), ``generator`` (synthesis fwd+bwd),
 ``server`` (round trips over real sockets), ``large`` (256²–1024² step time and peak RSS, fresh
 processes), ``pictures`` (a comparison sheet). Benchmarks are never timed tests.
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from .report import write_results
 
-PARTS = ("model", "tasks", "timings", "generator", "server", "large", "pictures")
+PARTS = ("model", "samples", "tasks", "timings", "generator", "server", "large", "pictures")
 log = logging.getLogger("editgan.bench")
 
 
@@ -63,6 +64,9 @@ def cmd_bench(args) -> int:
         bar, cb = _progress("model quality")
         results["model_quality"] = run_model_quality(editor, n=args.quality_images, embed_steps=args.embed_steps, progress=cb)
         bar.close()
+    if "samples" in parts:
+        from .samples import run_sample_diversity
+        results["samples"] = run_sample_diversity(editor, n=args.samples)
     if "tasks" in parts:
         bar, cb = _progress("edit tasks")
         results["tasks"] = run_tasks(editor, seeds=args.seeds, embed_steps=args.embed_steps, progress=cb)
@@ -117,6 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parts", default="all", help=f"comma-separated subset of {','.join(PARTS)} (default: all)")
     p.add_argument("--seeds", type=int, default=20, help="held-out seeds per edit task")
     p.add_argument("--quality-images", type=int, default=200, help="held-out renders for inversion/segmentation")
+    p.add_argument("--samples", type=int, default=512, help="random samples (and renders) in the samples part")
     p.add_argument("--repeats", type=int, default=5, help="runs per timing (median reported)")
     p.add_argument("--embed-steps", type=int, default=100, help="embedding optimizer steps (paper: 100)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -2,7 +2,7 @@
 
 ``results`` is a dict with any of: ``"header"`` (free key → value facts such as bundle, device,
 perceptual loss), ``"tasks"`` (:func:`run_tasks`), ``"timings"`` (:func:`run_timings`),
-``"large"`` (:func:`run_large`), ``"model_quality"``, ``"generator"``, ``"server"``.
+``"large"`` (:func:`run_large`), ``"model_quality"``, ``"samples"``, ``"generator"``, ``"server"``.
 """
 
 from __future__ import annotations
@@ -125,6 +125,16 @@ def model_quality_table(q: dict) -> list[str]:
             ""] + _table(["measure", "value", "reconstruction's reading"], rows)
 
 
+def samples_table(s: dict) -> list[str]:
+    names = list(s["renders"])
+    rows = [["renders (their true labels)"] + [_fmt(s["renders"][k], 2) for k in names]]
+    rows += [[f"samples, truncation {psi}"] + [_fmt(v[k], 2) for k in names] for psi, v in s["samples"].items()]
+    head = (f"Share of {s['n']} random samples (z seed {s['z_seed']}) showing each part, read by the bundle's "
+            f"segmenter, beside {s['n']} renders (seeds from {s['render_seed_base']}) read from their true labels "
+            "by the same pixel-count rules (`editgan/bench/samples.py`).")
+    return [head, ""] + _table(["faces"] + [k.replace("_", " ") for k in names], rows)
+
+
 def generator_table(g: dict) -> list[str]:
     rows = [[name, r["params_M"], r["median_ms"], r["min_ms"], r["repeats"]] for name, r in g["results"].items()]
     return [f"torch {g['torch']}, {g['threads']} threads, batch 1, synthesis forward + backward to W+.", ""] + \
@@ -147,6 +157,7 @@ def to_markdown(results: dict, title: str = "EditGAN benchmarks") -> str:
             value = ", ".join(f"{k} ({v})" for k, v in value.items())
         out.append(f"- **{key}**: {value}")
     sections = [("model_quality", "Demo model: inversion and segmentation", model_quality_table),
+                ("samples", "Demo model: random samples", samples_table),
                 ("tasks", "Edit quality on toy-portrait counterfactuals", tasks_table),
                 ("timings", "Timings", timings_table),
                 ("generator", "Generator: synthesis forward + backward", generator_table),
