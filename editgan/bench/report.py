@@ -131,7 +131,8 @@ def samples_table(s: dict) -> list[str]:
     rows += [[f"samples, truncation {psi}"] + [_fmt(v[k], 2) for k in names] for psi, v in s["samples"].items()]
     head = (f"Share of {s['n']} random samples (z seed {s['z_seed']}) showing each part, read by the bundle's "
             f"segmenter, beside {s['n']} renders (seeds from {s['render_seed_base']}) read from their true labels "
-            "by the same pixel-count rules (`editgan/bench/samples.py`).")
+            "by the same pixel-count rules (`editgan/bench/samples.py`). The segmenter reads the samples' "
+            "blurrier mouths generously: a dark line over a white one counts as open.")
     return [head, ""] + _table(["faces"] + [k.replace("_", " ") for k in names], rows)
 
 
