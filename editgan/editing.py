@@ -1,4 +1,4 @@
-"""Editing by segmentation: the edit region Q, the conditional latent optimization, its metrics.
+"""Editing by segmentation: the conditional latent optimization (Q and the metrics: :mod:`editgan.regions`).
 
 Given W+ ``ws`` of an embedded image and edited labels, find ``delta`` such that
 G(ws + delta) (a) is segmented as the edited labels inside Q and (b) still looks like the
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .class_colours import PartColours, class_colour_reference
 from .generator import Generator
 from .geometry import dilate
+from .regions import class_region, leak_metrics, region_iou, region_radius, touched_classes
 from .imageio import to_uint8
 from .segmenter import Segmenter
 
@@ -38,7 +39,6 @@ Progress = Callable[..., None]          # progress(step, total, preview=None)
 ShouldCancel = Callable[[], bool]
 PREVIEW_EVERY = 5
 PREVIEW_MAX_SIDE = 128
-LEAK_THRESHOLD = 8                      # uint8 levels, i.e. 8/255
 
 
 class Cancelled(Exception):
@@ -85,79 +85,6 @@ class EditSettings:
                     or value < 0 or (key == "lr" and value == 0) or (key == "ce_change_share" and value > 1):
                 raise ValueError(f"{key} must be a finite number ≥ 0 (lr > 0, ce_change_share ≤ 1), got {value!r}")
         return dataclasses.replace(self, **{k: float(v) for k, v in overrides.items()})
-
-
-# ---- edit region and metrics (numpy in, numpy out) ------------------------------------------------
-def region_radius(resolution: int) -> int:
-    """Dilation of Q: 3 px at 512², scaled with resolution, at least 1 px."""
-    return max(1, round(3 * resolution / 512))
-
-
-def rim_distances(resolution: int) -> dict[str, int]:
-    """``near`` and ``width`` (model pixels) of :func:`editgan.geometry.painted_rim`: a part with none
-    of its class left within 1/16 of the side is removed (4 px at 64²), and its rim is one region
-    radius wide (1 px at 64², 3 at 512²)."""
-    return dict(near=max(1, round(resolution / 16)), width=region_radius(resolution))
-
-
-def touched_classes(before: np.ndarray, after: np.ndarray) -> list[int]:
-    """Sorted class ids present on either side of a changed pixel."""
-    changed = before != after
-    return sorted(set(np.unique(before[changed]).tolist()) | set(np.unique(after[changed]).tolist()))
-
-
-def class_region(before: np.ndarray, after: np.ndarray, classes: list[int], radius: int) -> np.ndarray:
-    """Q: every pixel of ``classes`` before or after, dilated by ``radius`` (bool, same shape).
-
-    With ``classes = touched_classes(before, after)`` this contains every changed pixel.
-    """
-    assert before.shape == after.shape and before.ndim == 2
-    q = np.isin(before, classes) | np.isin(after, classes)
-    return dilate(q, radius).numpy()
-
-
-def edit_region(before: np.ndarray, after: np.ndarray, radius: int) -> np.ndarray:
-    """Q of a segmentation edit: changed pixels ∪ all pixels of the touched classes, dilated."""
-    return class_region(before, after, touched_classes(before, after), radius)
-
-
-def region_iou(pred: np.ndarray, target: np.ndarray, region: np.ndarray, classes: list[int]) -> float:
-    """Mean over ``classes`` of the IoU of predicted vs target masks inside ``region``.
-
-    A class absent from both inside the region (e.g. removed, and predicted removed) scores 1.
-    """
-    scores = []
-    for c in classes:
-        p, t = (pred == c) & region, (target == c) & region
-        union = np.count_nonzero(p | t)
-        scores.append(1.0 if union == 0 else np.count_nonzero(p & t) / union)
-    return float(np.mean(scores)) if scores else 1.0
-
-
-def leak(result: np.ndarray, reconstruction: np.ndarray, region: np.ndarray) -> float:
-    """Share of pixels outside ``region`` where some channel changed by more than 8/255.
-
-    When Q covers nearly the picture (hair or glasses touch the background and the skin) the share
-    is of a few dozen pixels; edit metrics carry ``outside_q``, the count, so that a benchmark can
-    pool leaked pixels over edits instead of averaging such ratios.
-    """
-    outside = ~region
-    if not outside.any():
-        return 0.0
-    changed = (np.abs(result.astype(np.int16) - reconstruction.astype(np.int16)) > LEAK_THRESHOLD).any(-1)
-    return float(np.count_nonzero(changed & outside) / np.count_nonzero(outside))
-
-
-def leak_metrics(result: np.ndarray, reconstruction: np.ndarray, region: np.ndarray) -> dict:
-    """``{"leak", "outside_q"}`` of an edit's metrics: the leak and the pixel count it is a share of."""
-    return {"leak": leak(result, reconstruction, region), "outside_q": int(np.count_nonzero(~region))}
-
-
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB of uint8 images (optionally over ``mask`` pixels only); inf when identical."""
-    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    mse = d[mask].mean() if mask is not None else d.mean()
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
 # ---- optimization ----------------------------------------------------------------------------
@@ -418,7 +345,7 @@ def segmentation_edit(generator: Generator, segmenter: Segmenter, perceptual, ws
         part_colours: the user's and the domain's colours of painted classes, see :class:`EditObjective`.
 
     The outcome's ``composite`` (what the caller blends into the source, feathered) is the painted
-    change within Q (the editor adds the rim of parts painted away, :func:`rim_distances`). Q also
+    change within Q (the editor adds the rim of parts painted away, :func:`editgan.regions.rim_distances`). Q also
     holds every other pixel of a touched class (all the skin of a smile), where the generator's
     changes are side effects; a 64² generator draws a bigger pupil as a blurred dark blob, so even a
     one-pixel ring around the change darkens the iris.

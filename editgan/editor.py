@@ -18,8 +18,8 @@ import torch
 from . import presets as presets_lib
 from .bundle import Bundle, BundleError, is_rgb8, sanitize_name
 from .class_colours import PartColours
-from .editing import (Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, rim_distances, segmentation_edit,
-                      touched_classes)
+from .editing import Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, segmentation_edit
+from .regions import rim_distances, touched_classes
 from .embedding import default_embed_settings, embed as embed_image
 from .geometry import Geometry, blend_back, edit_to_model, fit, painted_rim, to_source
 from .cpu import flush_subnormals, retain_freed_memory

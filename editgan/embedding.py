@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .editing import Progress, ShouldCancel, labels_of, optimize_latent, psnr, render_probabilities
+from .editing import Progress, ShouldCancel, labels_of, optimize_latent, render_probabilities
+
+from .regions import psnr
 from .generator import Generator
 from .imageio import from_uint8, to_uint8
 from .segmenter import Segmenter

@@ -26,9 +26,9 @@ import torch
 
 from .bundle import BundleError, sanitize_name
 from .class_colours import PartColours
-from .editing import (PAPER_LR, Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, class_region,
-                      edit_objective, leak, leak_metrics, optimize_latent, region_iou, region_radius, render,
-                      segmentation_edit, touched_classes)
+from .editing import (PAPER_LR, Cancelled, EditOutcome, EditSettings, Progress, ShouldCancel, edit_objective,
+                      optimize_latent, render, segmentation_edit)
+from .regions import class_region, leak, leak_metrics, region_iou, region_radius, touched_classes
 from .generator import Generator
 from .imageio import to_uint8
 from .segmenter import Segmenter

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from editgan.class_colours import class_colour_reference
-from editgan.editing import (Cancelled, EditObjective, EditSettings, ce_weights, class_region, edit_region, leak,
-                             optimize_latent, psnr, region_iou, region_radius, render, segmentation_edit,
-                             touched_classes)
+from editgan.editing import (Cancelled, EditObjective, EditSettings, ce_weights, optimize_latent, render,
+                             segmentation_edit)
+from editgan.regions import class_region, edit_region, leak, psnr, region_iou, region_radius, touched_classes
 from editgan.generator import Generator
 from editgan.geometry import dilate
 from editgan.imageio import to_uint8

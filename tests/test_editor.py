@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from editgan.bundle import Bundle, ClassInfo
-from editgan.editing import edit_region, region_radius, render_probabilities
+from editgan.editing import render_probabilities
+from editgan.regions import edit_region, region_radius
 from editgan import editor as editor_module
 from editgan.editor import Cancelled, Editor, EditorError, EditResult, PresetInfo, Session
 from editgan.generator import Generator

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from editgan.editing import Cancelled, psnr
+from editgan.editing import Cancelled
+
+from editgan.regions import psnr
 from editgan.embedding import EmbedSettings, default_embed_settings, embed, initial_latent
 from editgan.imageio import from_uint8, to_uint8
 from tests.test_editing import tiny_models

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from editgan.editing import (PAPER_LR, Cancelled, EditSettings, class_region, edit_objective, edit_region, leak,
-                             region_radius, render, segmentation_edit)
+from editgan.editing import PAPER_LR, Cancelled, EditSettings, edit_objective, render, segmentation_edit
+
+from editgan.regions import class_region, edit_region, leak, region_radius
 from editgan.imageio import to_uint8
 from editgan.presets import (Preset, PresetError, apply_vector, compose, delete_preset, learn_vector, list_presets,
                              load_preset, read_metadata, save_preset, set_default_strength)

@@ -40,7 +40,8 @@ import time
 import numpy as np
 
 from .. import toyfaces
-from ..editing import EditSettings, edit_region, psnr, region_iou, region_radius, touched_classes
+from ..editing import EditSettings
+from ..regions import edit_region, psnr, region_iou, region_radius, touched_classes
 from ..editor import Editor, EditorError
 from ..geometry import to_source
 from ..train.stages import HELD_OUT_SEED_BASE, user_edit_labels

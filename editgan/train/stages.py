@@ -258,7 +258,7 @@ def choose_strengths_stage(bundle: Bundle, faces: int = 8, embed_steps: int = 10
     from 0.36 at 1 to 0.83 at 2). ``editor``: an ``Editor`` on ``bundle`` to reuse (one is made if None).
     """
     from .. import presets as presets_lib
-    from ..editing import psnr
+    from ..regions import psnr
     from ..editor import Editor
     names = _check_edit_names(edits)
     editor = editor or Editor(bundle)
