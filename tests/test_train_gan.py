@@ -349,3 +349,38 @@ def test_single_w_reconstructions_meet_the_discriminator_when_asked(tmp_path):
     mixed = trainer._fakes_for_d(samples, recs)
     assert mixed.shape == samples.shape and mixed[:2].sum() == 0 and torch.equal(mixed[2:], recs[:2])
     assert torch.equal(trainer._fakes_for_d(samples, recs[:0]), samples)  # no single-W codes this batch
+
+
+def test_after_a_warm_start_the_discriminator_learns_alone_first(tmp_path):
+    trainer = GanTrainer(tmp_path / "run", _cfg())
+    trainer.step()
+    trainer.save_checkpoint()
+    export_bundle(tmp_path / "run", tmp_path / "bundle")
+    warm = GanTrainer(tmp_path / "next", init_from=tmp_path / "bundle",
+                      overrides={"d_warmup_images": 8, "rec_adv_weight": 0.5})
+    start = warm.images_seen
+    g0, e0, d0 = (_params(m) for m in (warm.G, warm.E, warm.D))
+    for _ in range(2):  # batch 4: two discriminator-only steps
+        stats = warm.step()
+        assert "g_adv" not in stats and "d_loss" in stats
+    assert warm.images_seen == start + 8
+    assert _same(g0, warm.G) and _same(e0, warm.E) and not _same(d0, warm.D)
+    assert "g_adv" in warm.step() and not _same(g0, warm.G)  # then the generator trains as usual
+    warm.save_checkpoint()
+    assert GanTrainer(tmp_path / "next").d_only_until == 0  # a resumed run has its discriminator
+
+
+def test_without_warm_up_a_warm_start_trains_the_generator_at_once(tmp_path):
+    trainer = GanTrainer(tmp_path / "run", _cfg())
+    trainer.save_checkpoint()
+    export_bundle(tmp_path / "run", tmp_path / "bundle")
+    warm = GanTrainer(tmp_path / "next", init_from=tmp_path / "bundle")
+    assert "g_adv" in warm.step()
+
+
+def _params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _same(before, module):
+    return all(torch.equal(a, b) for a, b in zip(before, module.parameters()))

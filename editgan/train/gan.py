@@ -85,6 +85,9 @@ class GanTrainConfig:
     # Weight of the adversarial loss on the mapping network (as in StyleGAN2, where it is all the
     # mapping learns from). 0 = the mapping learns only to match the encoder's codes.
     mapping_adv_weight: float = 0.0
+    # After a warm start (a new discriminator), this many images train the discriminator alone,
+    # so that the generator's first adversarial gradients come from one that has learned something.
+    d_warmup_images: int = 0
     code_bank: int = 4096
     swd_batch: int = 512
     swd_projections: int = 256
@@ -139,6 +142,7 @@ class GanTrainer:
         self.images_seen = 0
         self.iteration = 0
         self._last_fake = None
+        self.d_only_until = 0  # images_seen below which only the discriminator learns
         self.code_bank = torch.zeros(0, gcfg.w_dim, device=self.device)
         if state is not None:
             for name in ("G", "G_ema", "D", "E"):
@@ -164,6 +168,7 @@ class GanTrainer:
         self.G_ema.load_state_dict(bundle.generator.state_dict())
         self.E.load_state_dict(bundle.encoder.state_dict())
         self.images_seen = int(bundle.provenance.get("images_seen", 0))
+        self.d_only_until = self.images_seen + self.cfg.d_warmup_images
         log.info("warm start from %s (%d images seen)", bundle_path, self.images_seen)
 
     OPTIMIZERS = ("opt_g", "opt_map", "opt_d", "opt_e")
@@ -178,10 +183,14 @@ class GanTrainer:
         # Discriminator: logistic loss on real vs mapping-network samples (+ lazy R1 on reals).
         # The D step scores the previous iteration's samples: one generator forward less per step.
         D.requires_grad_(True)
-        fake = self._last_fake
+        d_only = self.images_seen < self.d_only_until
+        fake = None if d_only else self._last_fake
         if fake is None:
             with torch.no_grad():
                 fake = G(torch.randn(n, G.z_dim, device=self.device))
+                if d_only and cfg.rec_adv_weight > 0:
+                    single = E(real).mean(dim=1, keepdim=True).expand(-1, G.num_ws, -1)
+                    fake = self._fakes_for_d(fake, G.synthesis(single)[0])
         do_r1 = self.iteration % cfg.r1_interval == 0
         real_in = real.detach().requires_grad_(do_r1)
         real_logits = D(real_in)
@@ -196,6 +205,10 @@ class GanTrainer:
         self.opt_d.step()
         stats["d_loss"] = d_loss.item()
         stats["d_real"] = real_logits.mean().item()
+        if d_only:
+            self.images_seen += n
+            self.iteration += 1
+            return stats
 
         # Synthesis + encoder: adversarial samples, reconstruction of reals (W+ or single W),
         # latent regression. The mapping network only learns in ``_match_mapping``.
@@ -382,7 +395,7 @@ def _with_overrides(cfg: GanTrainConfig, overrides: dict[str, float]) -> GanTrai
         raise ValueError(f"cannot set {sorted(unknown)}: the tunable hyper-parameters are {sorted(numeric)}")
     for name, value in overrides.items():
         is_int = numeric[name]
-        positive = name.startswith("lr_") or (is_int and name != "seed")
+        positive = name.startswith("lr_") or (is_int and name not in ("seed", "d_warmup_images"))
         if (is_int and value != int(value)) or value < 0 or (positive and value == 0) \
                 or (name.endswith("_fraction") and value > 1):
             kind = "a whole number" if is_int else "a number"
